@@ -1,0 +1,158 @@
+"""Correlation lookups of PIPs++.
+
+The model compares target feature vectors with a 4-level feature pyramid in a 7x7 window
+around each point. Two implementations give the same numbers:
+
+- ``WindowedCorr`` (used by default) reads only the (2r+2) x (2r+2) integer feature cells
+  that a window touches, takes their dot products with the targets and interpolates
+  bilinearly. Its memory grows with the number of points, not with image size x points.
+- ``FullVolumeCorr`` builds the full N x H x W correlation volume of every level and
+  reads windows from it with ``grid_sample``, as the original release did. It is kept as
+  a test oracle and as the baseline in ``benchmarks/bench_model.py``.
+
+Both read the correlation map of level l at ``c / 2**l + (v_i, v_j)``, v in -r..r, with
+zeros outside the map and pixel centres at integer coordinates (align_corners=True), and
+flatten each window with the x offset as the slow index (the original's ordering).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Point-frames per chunk in the windowed lookup: bounds the gathered (P, 64, C) patches.
+WINDOW_CHUNK = 4096
+
+
+def build_pyramid(fmaps, num_levels):
+    """Average-pool a feature map into ``num_levels`` levels.
+
+    fmaps: B,S,C,H,W. Returns a list of B,S,C,H_l,W_l with H_l = H // 2**l (floor).
+    """
+    B, S, C, H, W = fmaps.shape
+    levels = [fmaps]
+    for _ in range(num_levels - 1):
+        pooled = F.avg_pool2d(levels[-1].reshape(B * S, C, *levels[-1].shape[-2:]), 2, stride=2)
+        levels.append(pooled.reshape(B, S, C, *pooled.shape[-2:]))
+    return levels
+
+
+def sample_features(fmaps, frame_ids, coords):
+    """Bilinear read of feature vectors with edge replication (coordinates clamped).
+
+    fmaps: B,S,C,H,W. frame_ids: S' (which frame each output frame reads).
+    coords: B,S',N,2 in feature-map pixels (x, y). Returns B,S',N,C.
+    """
+    B, S, C, H, W = fmaps.shape
+    _, S_out, N, _ = coords.shape
+    flat = fmaps.permute(0, 1, 3, 4, 2).reshape(B * S * H * W, C)  # channel-last rows
+    x = coords[..., 0].clamp(0, W - 1)
+    y = coords[..., 1].clamp(0, H - 1)
+    x0 = x.floor()
+    y0 = y.floor()
+    wx = (x - x0).unsqueeze(-1)  # B,S',N,1
+    wy = (y - y0).unsqueeze(-1)
+    x0 = x0.long()
+    y0 = y0.long()
+    x1 = (x0 + 1).clamp(max=W - 1)
+    y1 = (y0 + 1).clamp(max=H - 1)
+    frame_base = torch.arange(B, device=coords.device).view(B, 1) * S + frame_ids.view(1, S_out)
+    base = (frame_base * (H * W)).view(B, S_out, 1)  # B,S',1
+
+    def read(yy, xx):
+        return flat[base + yy * W + xx]  # B,S',N,C
+
+    top = read(y0, x0) * (1 - wx) + read(y0, x1) * wx
+    bottom = read(y1, x0) * (1 - wx) + read(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+class WindowedCorr:
+    """Correlation windows computed from the feature cells each window touches."""
+
+    def __init__(self, fmaps, num_levels=4, radius=3):
+        B, S, C, _, _ = fmaps.shape
+        self.B, self.S, self.C = B, S, C
+        self.radius = radius
+        self.levels = []
+        for level in build_pyramid(fmaps, num_levels):
+            H, W = level.shape[-2:]
+            rows = level.permute(0, 1, 3, 4, 2).reshape(B * S * H * W, C)
+            rows = torch.cat([rows, rows.new_zeros(1, C)])  # last row: zeros outside the map
+            self.levels.append((rows, H, W))
+
+    def lookup(self, targets, coords):
+        """targets: B,S,N,K,C. coords: B,S,N,2 (feature-map pixels).
+
+        Returns B,S,N,K,L*(2r+1)**2: for each target, the windows of all levels.
+        """
+        B, S, N, K, C = targets.shape
+        frame_ids = torch.arange(B * S, device=coords.device).view(B, S, 1).expand(B, S, N)
+        frame_ids = frame_ids.reshape(-1)
+        coords = coords.reshape(-1, 2)
+        targets = targets.reshape(-1, K, C)
+        out = [
+            self._lookup_chunk(targets[i:i + WINDOW_CHUNK], coords[i:i + WINDOW_CHUNK],
+                               frame_ids[i:i + WINDOW_CHUNK])
+            for i in range(0, coords.shape[0], WINDOW_CHUNK)
+        ]
+        return torch.cat(out).reshape(B, S, N, K, -1)
+
+    def _lookup_chunk(self, targets, coords, frame_ids):
+        # targets P,K,C; coords P,2; frame_ids P
+        r = self.radius
+        side = 2 * r + 2  # integer cells a (2r+1)-wide bilinear window touches
+        offsets = torch.arange(-r, r + 2, device=coords.device)
+        windows = []
+        for level, (rows, H, W) in enumerate(self.levels):
+            centre = coords / 2 ** level
+            corner = centre.floor()
+            frac = centre - corner  # P,2
+            corner = corner.long()
+            xs = corner[:, 0:1] + offsets  # P,side
+            ys = corner[:, 1:2] + offsets
+            inside = ((ys >= 0) & (ys < H)).unsqueeze(2) & ((xs >= 0) & (xs < W)).unsqueeze(1)
+            index = frame_ids.view(-1, 1, 1) * (H * W) + ys.unsqueeze(2) * W + xs.unsqueeze(1)
+            index = torch.where(inside, index, rows.shape[0] - 1)  # P,side(y),side(x)
+            patch = rows[index.view(-1, side * side)]  # P,side*side,C
+            dots = torch.bmm(patch, targets.transpose(1, 2)) / math.sqrt(self.C)
+            dots = dots.view(-1, side, side, targets.shape[1])  # P,y,x,K
+            fx = frac[:, 0].view(-1, 1, 1, 1)
+            fy = frac[:, 1].view(-1, 1, 1, 1)
+            dots = dots[:, :-1] * (1 - fy) + dots[:, 1:] * fy  # P,2r+1,side,K
+            win = dots[:, :, :-1] * (1 - fx) + dots[:, :, 1:] * fx  # P,y,x,K
+            windows.append(win.permute(0, 3, 2, 1).reshape(win.shape[0], win.shape[3], -1))
+        return torch.cat(windows, dim=-1).to(coords.dtype)  # P,K,L*(2r+1)^2
+
+
+class FullVolumeCorr:
+    """The original's lookup: full correlation volumes, then grid_sample (test oracle)."""
+
+    def __init__(self, fmaps, num_levels=4, radius=3):
+        self.pyramid = build_pyramid(fmaps, num_levels)
+        self.radius = radius
+
+    def lookup(self, targets, coords):
+        """Same contract as ``WindowedCorr.lookup``."""
+        B, S, N, K, C = targets.shape
+        r = self.radius
+        steps = torch.arange(-r, r + 1, device=coords.device, dtype=coords.dtype)
+        # cell (i, j) reads (x + v_i, y + v_j): the x offset is the slow index
+        offsets = torch.stack(torch.meshgrid(steps, steps, indexing='ij'), dim=-1)  # 7,7,2
+        out = []
+        for k in range(K):
+            windows = []
+            for level, fmaps in enumerate(self.pyramid):
+                H, W = fmaps.shape[-2:]
+                volume = torch.matmul(targets[:, :, :, k], fmaps.reshape(B, S, C, H * W))
+                volume = (volume / math.sqrt(C)).reshape(B * S * N, 1, H, W)
+                points = coords.reshape(B * S * N, 1, 1, 2) / 2 ** level + offsets
+                grid = torch.stack([2 * points[..., 0] / (W - 1) - 1,
+                                    2 * points[..., 1] / (H - 1) - 1], dim=-1)
+                sampled = F.grid_sample(volume, grid, align_corners=True)  # P,1,7,7
+                windows.append(sampled.reshape(B, S, N, -1))
+            out.append(torch.cat(windows, dim=-1))
+        return torch.stack(out, dim=3).to(coords.dtype)
+
+
+CORR_IMPLS = {'windowed': WindowedCorr, 'full': FullVolumeCorr}

@@ -1,0 +1,275 @@
+"""The PIPs++ model: feature encoder, correlation windows, temporal delta block, Pips.
+
+Architecture, state-dict names and forward semantics follow the original release, so its
+checkpoints load strictly and give its numbers. Differences are in how, not what: the
+correlation is read in windows (see ``nets/corr.py``), the encoder runs over frames in
+chunks, everything runs on the inputs' device, and bad inputs raise ``ValueError``.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nets.corr import CORR_IMPLS, sample_features
+
+MIN_SIZE = 128  # the coarsest of 4 pyramid levels on the stride-8 map needs >= 2 pixels
+ENCODER_CHUNK = 8  # frames per encoder pass
+DELTA_CHUNK = 1024  # point tracks per delta-block pass
+
+
+class Conv1dPad(nn.Module):
+    """Conv1d with kernel 3, stride 1 and one zero on each side (same length out)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class ResidualBlock1d(nn.Module):
+    """Pre-activation 1-D residual block; widening pads the shortcut with zero channels."""
+
+    def __init__(self, in_channels, out_channels, is_first_block=False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.is_first_block = is_first_block
+        self.conv1 = Conv1dPad(in_channels, out_channels)
+        self.conv2 = Conv1dPad(out_channels, out_channels)
+
+    def forward(self, x):  # x: P,C_in,S
+        out = x
+        if not self.is_first_block:
+            out = F.relu(F.instance_norm(out))
+        out = self.conv1(out)
+        out = self.conv2(F.relu(F.instance_norm(out)))
+        shortcut = x
+        extra = self.out_channels - self.in_channels
+        if extra:
+            shortcut = F.pad(x, (0, 0, extra // 2, extra - extra // 2))
+        return out + shortcut
+
+
+class DeltaBlock(nn.Module):
+    """1-D ResNet over time mapping per-frame [correlations, flow embedding] to updates."""
+
+    def __init__(self, latent_dim=128, corr_levels=4, corr_radius=3, base_channels=128):
+        super().__init__()
+        self.latent_dim = latent_dim
+        in_channels = 3 * corr_levels * (2 * corr_radius + 1) ** 2 + latent_dim + 2  # 718
+        self.first_block_conv = Conv1dPad(in_channels, base_channels)
+        widths = [base_channels * 2 ** (i // 2) for i in range(8)]  # 128,128,256,...,1024
+        self.basicblock_list = nn.ModuleList(
+            ResidualBlock1d(widths[max(i - 1, 0)], widths[i], is_first_block=(i == 0)) for i in range(8))
+        self.dense = nn.Linear(widths[7], 2)
+
+    def forward(self, fcorr, flow):
+        """fcorr: P,S,588 correlations. flow: P,S,2 frame-to-frame motion. Returns P,S,2."""
+        x = torch.cat([fcorr, flow_embedding(flow, self.latent_dim)], dim=2)  # P,S,718
+        out = F.relu(self.first_block_conv(x.permute(0, 2, 1)))  # P,128,S
+        for block in self.basicblock_list:
+            out = block(out)
+        return self.dense(F.relu(out).permute(0, 2, 1))
+
+
+def flow_embedding(flow, dim, temperature=10000):
+    """[sin(x w), cos(x w), sin(y w), cos(y w)] for dim/4 frequencies w, then (x, y).
+
+    flow: P,S,2. Returns P,S,dim+2. w_k = temperature ** (-k / (dim/4 - 1)).
+    """
+    n_freq = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(n_freq, device=flow.device) / (n_freq - 1))
+    x = flow[..., 0:1] * omega  # P,S,n_freq
+    y = flow[..., 1:2] * omega
+    emb = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=-1).to(flow.dtype)
+    return torch.cat([emb, flow], dim=-1)
+
+
+class ResidualBlock2d(nn.Module):
+    """Two 3x3 convs with instance norm; a strided block projects its shortcut."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, padding=1, stride=stride)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1)
+        self.downsample = None
+        if stride != 1:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride), nn.InstanceNorm2d(planes))
+
+    def forward(self, x):
+        y = F.relu(F.instance_norm(self.conv1(x)))
+        y = F.relu(F.instance_norm(self.conv2(y)))
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return F.relu(x + y)
+
+
+class BasicEncoder(nn.Module):
+    """Multi-scale CNN: 4 residual stages resized to H/stride and fused to 128 channels."""
+
+    def __init__(self, output_dim=128, stride=8):
+        super().__init__()
+        self.stride = stride
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.layer1 = self._stage(64, 64, stride=1)
+        self.layer2 = self._stage(64, 96, stride=2)
+        self.layer3 = self._stage(96, 128, stride=2)
+        self.layer4 = self._stage(128, 128, stride=2)
+        self.conv2 = nn.Conv2d(64 + 96 + 128 + 128, output_dim * 2, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv2d(output_dim * 2, output_dim, kernel_size=1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+
+    @staticmethod
+    def _stage(in_planes, planes, stride):
+        return nn.Sequential(ResidualBlock2d(in_planes, planes, stride), ResidualBlock2d(planes, planes))
+
+    def forward(self, x):  # x: F,3,H,W in [-1,1] -> F,128,H/stride,W/stride
+        size = (x.shape[-2] // self.stride, x.shape[-1] // self.stride)
+        x = F.relu(F.instance_norm(self.conv1(x)))
+        stages = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            stages.append(F.interpolate(x, size, mode='bilinear', align_corners=True))
+        x = F.relu(F.instance_norm(self.conv2(torch.cat(stages, dim=1))))
+        return self.conv3(x)
+
+
+def sequence_loss(coord_predictions, trajs_g, valids, gamma=0.8):
+    """Mean over iterations of gamma-weighted masked L1 errors (later ones weigh more).
+
+    coord_predictions: list of B,S,N,2. trajs_g: B,S,N,2. valids: B,S,N.
+    Each term is the |error| averaged over x and y, then sum(e*v) / (1e-6 + sum(v)).
+    """
+    n = len(coord_predictions)
+    total = 0.0
+    for i, pred in enumerate(coord_predictions):
+        err = (pred - trajs_g).abs().mean(dim=3)  # B,S,N
+        total = total + gamma ** (n - i - 1) * (err * valids).sum() / (1e-6 + valids.sum())
+    return total / n
+
+
+def check_inputs(trajs_e0, rgbs, feat_init=None):
+    """Raise ValueError with a plain explanation when the inputs cannot be tracked."""
+    if trajs_e0.dim() != 4 or trajs_e0.shape[-1] != 2:
+        raise ValueError(f'trajs_e0 must have shape B,S,N,2 (pixel x, y); got {tuple(trajs_e0.shape)}')
+    if rgbs.dim() != 5 or rgbs.shape[2] != 3:
+        raise ValueError(f'rgbs must have shape B,S,3,H,W (RGB, 0..255); got {tuple(rgbs.shape)}')
+    B, S, N, _ = trajs_e0.shape
+    if rgbs.shape[:2] != (B, S):
+        raise ValueError(f'rgbs has B,S = {tuple(rgbs.shape[:2])} but trajs_e0 has B,S = {(B, S)}')
+    if S < 2:
+        raise ValueError(f'need at least 2 frames to track; got S={S}')
+    if N < 1:
+        raise ValueError('need at least one point to track; got N=0')
+    H, W = rgbs.shape[-2:]
+    if H < MIN_SIZE or W < MIN_SIZE:
+        raise ValueError(f'frames must be at least {MIN_SIZE}x{MIN_SIZE} pixels; got {H}x{W} '
+                         '(resize or pad the video first)')
+    if not torch.isfinite(trajs_e0).all():
+        raise ValueError('trajs_e0 contains NaN or infinite coordinates')
+    if feat_init is not None:
+        if len(feat_init) != 3:
+            raise ValueError('feat_init must be the (feats1, feats2, feats4) triple a previous call returned')
+        for feats in feat_init:
+            if tuple(feats.shape[:3]) != (B, S, N):
+                raise ValueError(f'feat_init tensors must have shape B,S,N,C with B,S,N = {(B, S, N)}; '
+                                 f'got {tuple(feats.shape)}')
+
+
+class Pips(nn.Module):
+    """PIPs++ point tracker.
+
+    ``corr_impl`` picks the correlation lookup: 'windowed' (default, memory-light) or
+    'full' (the original's full cost volume; same numbers, kept as an oracle).
+    """
+
+    def __init__(self, stride=8, corr_impl='windowed'):
+        super().__init__()
+        if corr_impl not in CORR_IMPLS:
+            raise ValueError(f"corr_impl must be one of {sorted(CORR_IMPLS)}; got {corr_impl!r}")
+        self.stride = stride
+        self.latent_dim = 128
+        self.corr_levels = 4
+        self.corr_radius = 3
+        self.corr_impl = corr_impl
+        self.fnet = BasicEncoder(output_dim=self.latent_dim, stride=stride)
+        self.delta_block = DeltaBlock(self.latent_dim, self.corr_levels, self.corr_radius)
+        self.norm = nn.GroupNorm(1, self.latent_dim)  # unused; kept so checkpoints load strictly
+
+    def encode(self, rgbs):
+        """rgbs: B,S,3,H,W in 0..255 -> feature maps B,S,128,H/stride,W/stride."""
+        B, S, C, H, W = rgbs.shape
+        frames = rgbs.reshape(B * S, C, H, W)
+        dtype = self.fnet.conv1.weight.dtype
+        fmaps = [self.fnet(2 * (chunk.to(dtype) / 255.0) - 1) for chunk in frames.split(ENCODER_CHUNK)]
+        return torch.cat(fmaps).reshape(B, S, self.latent_dim, H // self.stride, W // self.stride)
+
+    def forward(self, trajs_e0, rgbs, iters=3, trajs_g=None, vis_g=None, valids=None, sw=None,
+                feat_init=None, is_train=False, beautify=False):
+        """Refine the trajectories ``trajs_e0`` (B,S,N,2 pixels) on frames ``rgbs`` (B,S,3,H,W).
+
+        Returns (coord_predictions1, coord_predictions2, (feats1, feats2, feats4), loss):
+        the per-iteration estimates plus the final one again (iters+1 lists of B,S,N,2),
+        the same with frame 0 locked, preceded by the input and followed by the final
+        again (iters+2), the target features (B,S,N,128 each) to pass on as ``feat_init``,
+        and the loss when ``trajs_g`` is given (else None). ``vis_g``, ``sw`` and
+        ``is_train`` are accepted for compatibility; none changes the result.
+        """
+        check_inputs(trajs_e0, rgbs, feat_init)
+        B, S, N, _ = trajs_e0.shape
+        fmaps = self.encode(rgbs)
+        corr = CORR_IMPLS[self.corr_impl](fmaps, self.corr_levels, self.corr_radius)
+        frames = torch.arange(S, device=rgbs.device)
+        frames_back2 = (frames - 2).clamp(min=0)
+        frames_back4 = (frames - 4).clamp(min=0)
+
+        coords_init = trajs_e0.to(self.fnet.conv1.weight.dtype) / self.stride
+        coords = coords_init.clone()
+        if feat_init is None:
+            feat1 = sample_features(fmaps, frames[:1], coords_init[:, :1])  # B,1,N,C
+            feats1 = feats2 = feats4 = feat1.expand(B, S, N, self.latent_dim)
+        else:
+            feats1, feats2, feats4 = feat_init
+
+        coord_predictions1 = []
+        coord_predictions2 = [coords_init * self.stride]
+        for itr in range(iters):
+            coords = coords.detach()
+            if itr >= 1:  # targets from 2 and 4 frames back, at the current estimates
+                feats2 = sample_features(fmaps, frames_back2, coords[:, frames_back2])
+                feats4 = sample_features(fmaps, frames_back4, coords[:, frames_back4])
+            targets = torch.stack([feats1, feats2, feats4], dim=3)  # B,S,N,3,C
+            fcorrs = corr.lookup(targets, coords).reshape(B, S, N, -1)  # B,S,N,588
+            flows = coords[:, 1:] - coords[:, :-1]
+            flows = torch.cat([flows, flows[:, -1:]], dim=1)  # B,S,N,2
+
+            delta = self._run_delta_block(fcorrs, flows)  # B,S,N,2
+            if beautify and itr > 3 * iters // 4:
+                delta = delta * 0.5
+            coords = coords + delta
+            coord_predictions1.append(coords * self.stride)
+            coords = torch.cat([coords_init[:, :1], coords[:, 1:]], dim=1)  # frame 0 stays the query
+            coord_predictions2.append(coords * self.stride)
+        coord_predictions2.append(coords * self.stride)
+
+        loss = None
+        if trajs_g is not None:
+            if valids is None:
+                valids = torch.ones_like(trajs_g[..., 0])
+            loss = sequence_loss(coord_predictions1, trajs_g, valids)
+        coord_predictions1.append(coords * self.stride)
+        return coord_predictions1, coord_predictions2, (feats1, feats2, feats4), loss
+
+    def _run_delta_block(self, fcorrs, flows):
+        """fcorrs: B,S,N,588, flows: B,S,N,2 -> updates B,S,N,2, in chunks of tracks."""
+        B, S, N, D = fcorrs.shape
+        fcorrs = fcorrs.permute(0, 2, 1, 3).reshape(B * N, S, D)
+        flows = flows.permute(0, 2, 1, 3).reshape(B * N, S, 2)
+        delta = torch.cat([self.delta_block(c, f) for c, f in
+                           zip(fcorrs.split(DELTA_CHUNK), flows.split(DELTA_CHUNK))])
+        return delta.reshape(B, N, S, 2).permute(0, 2, 1, 3)
