@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 # Point-frames per chunk in the windowed lookup: bounds the gathered (P, 64, C) patches.
-WINDOW_CHUNK = 4096
+# On CPU small chunks keep each patch in cache between the gather and the dot products;
+# on GPU large chunks keep the number of kernel launches down.
+WINDOW_CHUNK = {'cpu': 256, 'other': 16384}
 
 
 def build_pyramid(fmaps, num_levels):
@@ -91,11 +93,9 @@ class WindowedCorr:
         frame_ids = frame_ids.reshape(-1)
         coords = coords.reshape(-1, 2)
         targets = targets.reshape(-1, K, C)
-        out = [
-            self._lookup_chunk(targets[i:i + WINDOW_CHUNK], coords[i:i + WINDOW_CHUNK],
-                               frame_ids[i:i + WINDOW_CHUNK])
-            for i in range(0, coords.shape[0], WINDOW_CHUNK)
-        ]
+        step = WINDOW_CHUNK['cpu' if coords.device.type == 'cpu' else 'other']
+        out = [self._lookup_chunk(targets[i:i + step], coords[i:i + step], frame_ids[i:i + step])
+               for i in range(0, coords.shape[0], step)]
         return torch.cat(out).reshape(B, S, N, K, -1)
 
     def _lookup_chunk(self, targets, coords, frame_ids):

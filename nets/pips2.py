@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from nets.corr import CORR_IMPLS, sample_features
 
 MIN_SIZE = 128  # the coarsest of 4 pyramid levels on the stride-8 map needs >= 2 pixels
-ENCODER_CHUNK = 8  # frames per encoder pass
-DELTA_CHUNK = 1024  # point tracks per delta-block pass
+ENCODER_CHUNK = 1  # frames per encoder pass (bounds its activation memory)
+DELTA_CHUNK = 256  # point tracks per delta-block pass (bounds its activation memory)
 
 
 class Conv1dPad(nn.Module):
@@ -100,11 +100,11 @@ class ResidualBlock2d(nn.Module):
                 nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride), nn.InstanceNorm2d(planes))
 
     def forward(self, x):
-        y = F.relu(F.instance_norm(self.conv1(x)))
-        y = F.relu(F.instance_norm(self.conv2(y)))
+        y = F.relu(F.instance_norm(self.conv1(x)), inplace=True)
+        y = F.relu(F.instance_norm(self.conv2(y)), inplace=True)
         if self.downsample is not None:
             x = self.downsample(x)
-        return F.relu(x + y)
+        return F.relu(x + y, inplace=True)
 
 
 class BasicEncoder(nn.Module):
@@ -130,12 +130,12 @@ class BasicEncoder(nn.Module):
 
     def forward(self, x):  # x: F,3,H,W in [-1,1] -> F,128,H/stride,W/stride
         size = (x.shape[-2] // self.stride, x.shape[-1] // self.stride)
-        x = F.relu(F.instance_norm(self.conv1(x)))
+        x = F.relu(F.instance_norm(self.conv1(x)), inplace=True)
         stages = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)
             stages.append(F.interpolate(x, size, mode='bilinear', align_corners=True))
-        x = F.relu(F.instance_norm(self.conv2(torch.cat(stages, dim=1))))
+        x = F.relu(F.instance_norm(self.conv2(torch.cat(stages, dim=1))), inplace=True)
         return self.conv3(x)
 
 

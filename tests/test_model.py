@@ -8,30 +8,34 @@ from nets.pips2 import Pips
 from tests.golden import golden_state_dict, load_case
 from utils.misc import count_parameters
 
-
-@pytest.fixture(scope='module')
-def golden_model():
-    model = Pips().eval()
-    model.load_state_dict(golden_state_dict(), strict=True)
-    return model
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 
-def run_case(model, case):
-    rgbs = torch.from_numpy(case['rgbs']).float()
+def run_case(model, case, device):
+    def tensor(key):
+        return torch.from_numpy(case[key]).to(device)
+
+    rgbs = tensor('rgbs').float()
     iters = int(case['iters'])
     with torch.no_grad():
-        preds, preds_anim, feats, loss = model(torch.from_numpy(case['trajs_e0']), rgbs, iters=iters,
-                                               beautify=bool(case['beautify']))
-        _, _, _, loss = model(torch.from_numpy(case['loss_init']), rgbs, iters=iters,
-                              trajs_g=torch.from_numpy(case['loss_trajs_g']),
-                              valids=torch.from_numpy(case['loss_valids']))
-    return preds, preds_anim, feats, loss
+        preds, preds_anim, feats, _ = model(tensor('trajs_e0'), rgbs, iters=iters,
+                                            beautify=bool(case['beautify']))
+        _, _, _, loss = model(tensor('loss_init'), rgbs, iters=iters, trajs_g=tensor('loss_trajs_g'),
+                              valids=tensor('loss_valids'))
+    return ([p.cpu() for p in preds], [p.cpu() for p in preds_anim], [f.cpu() for f in feats],
+            loss.cpu())
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('name', ['small', 'batch'])
-def test_matches_original_golden_outputs(golden_model, name):
+def test_matches_original_golden_outputs(name, device):
+    model = Pips().eval()
+    model.load_state_dict(golden_state_dict(), strict=True)
+    model.to(device)
+    torch.backends.cudnn.allow_tf32 = False  # golden numbers are exact float32
+    torch.backends.cuda.matmul.allow_tf32 = False
     case = load_case(name)
-    preds, preds_anim, feats, loss = run_case(golden_model, case)
+    preds, preds_anim, feats, loss = run_case(model, case, device)
     iters = int(case['iters'])
     assert len(preds) == iters + 1 and len(preds_anim) == iters + 2
     np.testing.assert_allclose(preds[-1].numpy(), case['preds'][-1], atol=2e-3, rtol=0)
@@ -61,12 +65,14 @@ def random_scene(dtype, B=2, S=6, N=20, H=128, W=192):
     return rgbs, trajs + torch.cumsum(torch.randn(B, S, N, 2, dtype=dtype) * 3, dim=1)
 
 
-def assert_lookups_agree(state, dtype, tol):
+def assert_lookups_agree(state, dtype, tol, device='cpu'):
     windowed = Pips(corr_impl='windowed').eval().to(dtype)
     full = Pips(corr_impl='full').eval().to(dtype)
     windowed.load_state_dict(state)
     full.load_state_dict(state)
-    rgbs, trajs = random_scene(dtype)
+    windowed.to(device)
+    full.to(device)
+    rgbs, trajs = (t.to(device) for t in random_scene(dtype))
     with torch.no_grad():
         out_w = windowed(trajs, rgbs, iters=3)
         out_f = full(trajs, rgbs, iters=3)
@@ -81,9 +87,10 @@ def test_windowed_and_full_volume_agree_float64():
     assert_lookups_agree(Pips().state_dict(), torch.float64, 1e-4)
 
 
-def test_windowed_and_full_volume_agree_float32_golden_weights():
+@pytest.mark.parametrize('device', DEVICES)
+def test_windowed_and_full_volume_agree_float32_golden_weights(device):
     torch.manual_seed(4)
-    assert_lookups_agree(golden_state_dict(), torch.float32, 1e-3)
+    assert_lookups_agree(golden_state_dict(), torch.float32, 1e-3, device)
 
 
 def test_feat_init_replaces_targets_and_grads_flow():
