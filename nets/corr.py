@@ -23,7 +23,7 @@ import torch.nn.functional as F
 # Point-frames per chunk in the windowed lookup: bounds the gathered (P, 64, C) patches.
 # On CPU small chunks keep each patch in cache between the gather and the dot products;
 # on GPU large chunks keep the number of kernel launches down.
-WINDOW_CHUNK = {'cpu': 256, 'other': 16384}
+WINDOW_CHUNK = {'cpu': 256, 'other': 4096}
 
 
 def build_pyramid(fmaps, num_levels):
