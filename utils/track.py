@@ -12,6 +12,7 @@ A query at frame t > 0 is tracked forward from t to the end and backward from t 
 the resized frames up to the latest query frame.
 """
 
+import os
 from collections import deque
 
 import numpy as np
@@ -170,3 +171,60 @@ def track_points(model, frames, queries, S=128, iters=16, image_size=(512, 896),
             tracks[:t + 1, idx] = backward.finish().double().numpy()[::-1] / scale.numpy()
         tracks[t, idx] = queries[idx, 1:]
     return tracks.astype(np.float32)
+
+
+def grid_queries(H, W, N, margin=8):
+    """The original demo's grid: round(sqrt(N))**2 frame-0 queries (t, x, y) spanning an
+    H x W frame with ``margin`` pixels left at each side (y the slow index)."""
+    side = int(round(np.sqrt(N)))
+    if side < 2:
+        raise ValueError(f'N must be at least 4 for a grid of points; got {N}')
+    ys, xs = np.meshgrid(np.linspace(margin, H - margin, side), np.linspace(margin, W - margin, side),
+                         indexing='ij')
+    return np.stack([np.zeros(side * side), xs.ravel(), ys.ravel()], axis=1)
+
+
+class Tracker:
+    """Three-line point tracking::
+
+        tracker = Tracker.from_checkpoint('./reference_model', device='cuda')
+        tracks = tracker('video.mp4', [[0, 100.0, 200.0], [30, 50.0, 60.0]])  # T,N,2
+
+    ``video`` is a T,H,W,3 uint8 RGB array, a T,3,H,W tensor, a video file or a folder of
+    images; ``queries`` N,3 rows (t, x, y) in the video's pixels (None: a 32x32 grid on
+    frame 0). Tracks come back in the video's pixels.
+    """
+
+    def __init__(self, model, S=48, iters=16, image_size=(512, 896), beautify=True):
+        self.model = model.eval()
+        self.S = S
+        self.iters = iters
+        self.image_size = image_size
+        self.beautify = beautify
+
+    @classmethod
+    def from_checkpoint(cls, init_dir='./reference_model', device=None, **kwargs):
+        """Load the newest checkpoint in ``init_dir`` (strictly) onto ``device``."""
+        from nets.pips2 import Pips
+        from saverloader import load
+
+        device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        model = Pips(stride=8)
+        load(init_dir, model)
+        return cls(model.to(device), **kwargs)
+
+    def __call__(self, video, queries=None, progress=False):
+        from utils.video import iter_video_frames, video_info
+
+        num_frames = None
+        if isinstance(video, (str, os.PathLike)):
+            num_frames, H, W, _ = video_info(video)
+            frames = iter_video_frames(video)
+        else:
+            frames = video
+            H, W = video.shape[1:3] if isinstance(video, np.ndarray) else video.shape[-2:]
+        if queries is None:
+            queries = grid_queries(H, W, 1024)
+        return track_points(self.model, frames, queries, S=self.S, iters=self.iters,
+                            image_size=self.image_size, beautify=self.beautify, num_frames=num_frames,
+                            progress=progress)
