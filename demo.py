@@ -1,0 +1,135 @@
+"""Track points through a video with PIPs++ and write files a person can open.
+
+    sh get_reference_model.sh && python demo.py
+    python demo.py --filename=my_video.mp4 --queries=points.csv --max_iters=0 --device=cuda
+
+Writes <out_dir>/<name>.npz (trajs T,N,2 in the video's pixels, queries N,3, fps),
+<out_dir>/<name>.mp4 (the video with coloured trails, H.264) and the original's
+tensorboard gifs under <log_dir>. The original's arguments and defaults are kept.
+"""
+
+import datetime
+import os
+import time
+from itertools import islice
+
+import numpy as np
+import torch
+from fire import Fire
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from utils.misc import count_parameters, default_device, fail, load_model
+from utils.track import grid_queries, track_points
+from utils.video import VideoError, VideoWriter, iter_video_frames, video_info
+from utils.vis import Summ_writer, draw_tracks_stream, preprocess_color
+
+DEFAULT_VIDEO = './stock_videos/bunny.mp4'
+
+
+def read_queries(path):
+    """N,3 (t, x, y) rows from a .csv (optional header) or .npy file; exits on errors."""
+    try:
+        if path.endswith('.npy'):
+            queries = np.load(path)
+        else:
+            queries = np.genfromtxt(path, delimiter=',', comments='#', dtype=np.float64)
+            if queries.ndim >= 1 and np.isnan(queries).all(axis=-1).any():  # a header row
+                queries = np.genfromtxt(path, delimiter=',', comments='#', dtype=np.float64, skip_header=1)
+    except (OSError, ValueError) as exc:
+        fail(f'{path}: cannot read queries ({exc})')
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+    if queries.shape[1:] != (3,) or len(queries) == 0 or not np.isfinite(queries).all():
+        fail(f'{path}: queries must be rows of t,x,y numbers (video pixels); got shape {queries.shape}')
+    return queries
+
+
+def check_queries_fit(path, queries, T, H, W):
+    if (queries[:, 0] < 0).any() or (queries[:, 0] != np.round(queries[:, 0])).any():
+        fail(f'{path}: query frames (column t) must be non-negative integers')
+    if queries[:, 0].max() >= T:
+        fail(f'{path}: a query is at frame {int(queries[:, 0].max())} but only {T} frames are tracked')
+    outside = (queries[:, 1] < 0) | (queries[:, 1] > W - 1) | (queries[:, 2] < 0) | (queries[:, 2] > H - 1)
+    if outside.any():
+        fail(f'{path}: {int(outside.sum())} queries lie outside the {W}x{H} frame')
+
+
+def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16, image_size=(512, 896),
+         max_iters=4, shuffle=False, log_freq=1, log_dir='./logs_demo', init_dir='./reference_model',
+         device=None, out_dir='./demo_outputs', queries=None):
+    """Track a grid of N points (or --queries, a .csv/.npy of t,x,y rows in video pixels at any
+    frame) through --max_iters windows of S frames (0: the whole video), every --timestride-th
+    frame, at --image_size. --shuffle is accepted for compatibility and unused."""
+    device = default_device(device)
+    filename = str(filename)
+    try:
+        T_video, H, W, fps = video_info(filename)
+    except VideoError as exc:
+        fail(str(exc))
+    if stride != 8:
+        fail(f'--stride must be 8 (the model and its checkpoints use 8); got {stride}')
+    T = -(-T_video // timestride)
+    if max_iters:
+        T = min(T, max_iters * S)
+    if T < 1:
+        fail(f'{filename}: the video has no frames')
+    name = os.path.splitext(os.path.basename(filename.rstrip('/')))[0]
+    print('filename', filename)
+    print(f'video: {T_video} frames of {W}x{H} at {fps:.2f} fps; tracking {T} frames')
+
+    query_source = queries
+    if queries is None:
+        model_H, model_W = image_size
+        queries = grid_queries(model_H, model_W, N) * [1, W / model_W, H / model_H]
+    else:
+        queries = read_queries(str(queries))
+        check_queries_fit(str(query_source), queries, T, H, W)
+
+    model_name = '%s_%d_%d_de00_%s' % (name, S, len(queries), datetime.datetime.now().strftime('%H%M%S'))
+    print('model_name', model_name)
+    model = load_model(init_dir, device)
+    count_parameters(model)
+    writer = SummaryWriter(os.path.join(log_dir, model_name, 't'), max_queue=10, flush_secs=60)
+
+    def frames():
+        return islice(iter_video_frames(filename), 0, None, timestride)
+
+    state = {'step': 0, 'time': time.time()}
+    n_windows = max(1, -(-(T - 1) // (S - 1)))
+
+    def on_window(start, end, rgbs, preds_anim):
+        state['step'] += 1
+        elapsed = time.time() - state['time']
+        tqdm.write('inference time: %.2f seconds (%.1f fps)' % (elapsed, (end - start) / elapsed))
+        tqdm.write('%s; step %06d/%d; itime %.2f' % (model_name, state['step'], n_windows, elapsed))
+        sw = Summ_writer(writer=writer, global_step=state['step'], log_freq=log_freq, fps=16,
+                         scalar_freq=max(log_freq // 2, 1), just_gif=True)
+        if sw.save_this:
+            sw.summ_traj2ds_on_rgbs('outputs/trajs_on_rgbs', preds_anim[-1][0:1], preprocess_color(rgbs[0:1]),
+                                    cmap='hot', linewidth=1, show_dots=False)
+        state['time'] = time.time()
+
+    start_time = time.time()
+    try:
+        with torch.no_grad():
+            trajs = track_points(model, islice(frames(), T), queries, S=S, iters=iters, image_size=image_size,
+                                 beautify=True, num_frames=T, progress=True, on_window=on_window)
+    except VideoError as exc:
+        fail(str(exc))
+    total = time.time() - start_time
+    writer.close()
+    print('tracked %d points through %d frames in %.1f s: %.2f frames/s, %.0f point-frames/s' % (
+        len(queries), T, total, T / total, len(queries) * T / total))
+
+    os.makedirs(out_dir, exist_ok=True)
+    npz_path = os.path.join(out_dir, f'{name}.npz')
+    np.savez(npz_path, trajs=trajs, queries=queries.astype(np.float32), fps=np.float32(fps / timestride))
+    mp4_path = os.path.join(out_dir, f'{name}.mp4')
+    with VideoWriter(mp4_path, fps=fps / timestride) as video_out:
+        for frame in draw_tracks_stream(islice(frames(), T), trajs):
+            video_out.write(frame)
+    print(f'wrote {npz_path} and {mp4_path}; tensorboard gifs under {log_dir}/{model_name}')
+
+
+if __name__ == '__main__':
+    Fire(main)
