@@ -48,8 +48,8 @@ def sample_features(fmaps, frame_ids, coords):
     B, S, C, H, W = fmaps.shape
     _, S_out, N, _ = coords.shape
     flat = fmaps.permute(0, 1, 3, 4, 2).reshape(B * S * H * W, C)  # channel-last rows
-    x = coords[..., 0].clamp(0, W - 1)
-    y = coords[..., 1].clamp(0, H - 1)
+    x = coords[..., 0].nan_to_num(0.0).clamp(0, W - 1)  # NaN (a diverged run) reads a valid pixel
+    y = coords[..., 1].nan_to_num(0.0).clamp(0, H - 1)
     x0 = x.floor()
     y0 = y.floor()
     wx = (x - x0).unsqueeze(-1)  # B,S',N,1

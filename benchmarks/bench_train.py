@@ -1,0 +1,57 @@
+"""Training speed: steps per second and the share of time spent waiting on data.
+
+    python benchmarks/bench_train.py                       # the reference recipe: B=4, S=36, 256x384
+    python benchmarks/bench_train.py --B=1 --S=8 --crop_size=128,128 --steps=5   # a quick CPU look
+
+Builds a synthetic PointOdyssey-layout dataset at 540x960 in a temporary folder, exports
+a few clips at 384x512 (S=36) with export_mp4_dataset.py, runs train.py on them for
+--steps steps, and prints the mean step time, steps/s and rtime/itime (data wait over
+step time), leaving out the first --warmup steps.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from fire import Fire
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, num_workers=6, device=None,
+         amp='', export_size=(384, 512)):
+    import export_mp4_dataset
+    from tests.fixtures.pointodyssey import write_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_dataset(os.path.join(tmp, 'pod'), dset='train', n_seqs=1, T=S + 2 * clips, H=540, W=960, N=2000)
+        export_mp4_dataset.main(dataset_location=os.path.join(tmp, 'pod'), out_dir=os.path.join(tmp, 'export'),
+                                S=S, N=128, crop_size=tuple(export_size), use_augs=True, max_iters=clips, seed=0)
+        version = 'ae_%d_128_%dx%d' % (S, export_size[0], export_size[1])
+        args = [f'--dataset_location={tmp}/export', f'--dataset_version={version}', f'--B={B}', f'--S={S}',
+                f'--crop_size={crop_size[0]},{crop_size[1]}', f'--iters={iters}', f'--max_iters={steps}',
+                '--val_freq=0', '--save_freq=100000', '--log_freq=100000', f'--num_workers={num_workers}',
+                f'--ckpt_dir={tmp}/ckpt', f'--log_dir={tmp}/logs']
+        if device:
+            args.append(f'--device={device}')
+        if amp:
+            args.append(f'--amp={amp}')
+        out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
+                             capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(out.stderr[-3000:])
+    times = np.array([(float(r), float(i)) for r, i in re.findall(r'rtime (\S+); itime (\S+);', out.stdout)])
+    times = times[warmup:]
+    read, total = times[:, 0].mean(), times[:, 1].mean()
+    print(f'B={B} S={S} crop={crop_size[0]}x{crop_size[1]} iters={iters} amp={amp or "off"} '
+          f'device={device or "auto"} workers={num_workers}')
+    print(f'{len(times)} steps: {total:.3f} s/step, {1 / total:.2f} steps/s, '
+          f'data wait {read:.3f} s/step = {100 * read / total:.1f}% of the step (rtime/itime)')
+
+
+if __name__ == '__main__':
+    Fire(main)
