@@ -30,7 +30,8 @@ def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, 
     with tempfile.TemporaryDirectory() as tmp:
         write_dataset(os.path.join(tmp, 'pod'), dset='train', n_seqs=1, T=S + 2 * clips, H=540, W=960, N=2000)
         export_mp4_dataset.main(dataset_location=os.path.join(tmp, 'pod'), out_dir=os.path.join(tmp, 'export'),
-                                S=S, N=128, crop_size=tuple(export_size), use_augs=True, max_iters=clips, seed=0)
+                                S=S, N=128, crop_size=tuple(export_size), use_augs=True, max_iters=clips, seed=0,
+                                log_freq=0)
         version = 'ae_%d_128_%dx%d' % (S, export_size[0], export_size[1])
         args = [f'--dataset_location={tmp}/export', f'--dataset_version={version}', f'--B={B}', f'--S={S}',
                 f'--crop_size={crop_size[0]},{crop_size[1]}', f'--iters={iters}', f'--max_iters={steps}',

@@ -1,41 +1,48 @@
-"""export_mp4_dataset.py in parallel and after a kill, and ExportDataset reading it back."""
+"""export_mp4_dataset.py run in parallel and after a kill; ExportDataset reading it back."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import av
 import numpy as np
 import pytest
 import torch
 
+import export_mp4_dataset as export
 from datasets.common import DatasetError
 from datasets.exportdataset import ExportDataset
 from tests.fixtures.pointodyssey import write_dataset
+from utils.video import write_mp4
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+S, N, CROP = 8, 16, (128, 128)
 VERSION = 'ae_8_16_128x128'
+N_STEPS = len(range(0, 24 - 8 + 1, 2)) + len(range(0, 24 - 16 + 1, 2))  # T=24, strides 1, 2 (4 is too long)
 
 
 @pytest.fixture(scope='module')
 def pod(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('pod')
-    write_dataset(str(folder), dset='train', n_seqs=1, T=24, H=180, W=256, N=400, seed=5)
-    return str(folder)
+    folder = str(tmp_path_factory.mktemp('pod'))
+    write_dataset(folder, dset='train', n_seqs=1, T=24, H=216, W=280, N=1500, seed=5)
+    return folder
 
 
-def export_cmd(pod, out_dir, seed):
+def export_cmd(pod, out_dir, seed, *extra):
     return [sys.executable, os.path.join(ROOT, 'export_mp4_dataset.py'), f'--dataset_location={pod}',
-            f'--out_dir={out_dir}', '--S=8', '--N=16', '--crop_size=128,128', '--use_augs=False', f'--seed={seed}']
+            f'--out_dir={out_dir}', f'--S={S}', f'--N={N}', '--crop_size=128,128', f'--seed={seed}',
+            '--use_augs=False', '--log_freq=0', *extra]
 
 
-def finished_steps(export_dir):
-    """{step: 'clip' | 'skipped'}; fails on leftovers (locks, temporary folders)."""
+def step_states(export_dir):
+    """{step: 'clip' | 'skipped'}; fails on anything else left in the folder."""
     states = {}
     for name in os.listdir(export_dir):
-        if re.fullmatch(r'\d{6}', name):
+        if re.fullmatch(r'\d{6}', name) and sorted(os.listdir(export_dir / name)) == ['rgb.mp4', 'track.npz']:
             states[int(name)] = 'clip'
         elif re.fullmatch(r'\.\d{6}\.skipped', name):
             states[int(name[1:7])] = 'skipped'
@@ -44,69 +51,136 @@ def finished_steps(export_dir):
     return states
 
 
-def clips_written(export_dir):
-    return export_dir.exists() and any(name.isdigit() for name in os.listdir(export_dir))
-
-
-def n_clips(pod):
-    T, S = 24, 8
-    return sum(len(range(0, T - (S - 1) * stride, 2)) for stride in (1, 2, 4))
-
-
-def test_three_processes_write_each_clip_once(pod, tmp_path):
-    procs = [subprocess.Popen(export_cmd(pod, tmp_path, seed), cwd=ROOT, stdout=subprocess.PIPE,
+@pytest.fixture(scope='module')
+def exported(pod, tmp_path_factory):
+    """Three export processes started together on the same folder: (export root, their stdouts)."""
+    out_dir = tmp_path_factory.mktemp('export')
+    procs = [subprocess.Popen(export_cmd(pod, out_dir, seed), cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for seed in range(3)]
     outputs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outputs]
-    states = finished_steps(tmp_path / VERSION)
-    assert sorted(states) == list(range(n_clips(pod)))
-    written = [int(s) for out, _ in outputs for s in re.findall(r'this_step (\d+)', out)]
-    assert sorted(written) == sorted(s for s, state in states.items() if state == 'clip')  # each exactly once
-    assert re.search(rf'{VERSION}; step \d{{6}}/\d+; this_step \d{{6}}; itime \d+\.\d\d', outputs[0][0] + outputs[1][0])
-    dataset = ExportDataset(str(tmp_path), VERSION, S=8, N=16, crop_size=(128, 128))
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        assert sample['rgbs'].shape == (8, 3, 128, 128) and sample['rgbs'].dtype == torch.uint8
-        assert sample['track_g'].shape == (8, 16, 4)
+    assert all(p.returncode == 0 for p in procs), [err[-800:] for _, err in outputs]
+    return out_dir, [out for out, _ in outputs]
 
 
-def test_killed_run_is_completed_by_a_rerun(pod, tmp_path):
+def test_parallel_processes_write_every_clip_exactly_once(exported):
+    out_dir, outputs = exported
+    states = step_states(out_dir / VERSION)
+    assert sorted(states) == list(range(N_STEPS))
+    clips = sorted(step for step, state in states.items() if state == 'clip')
+    assert len(clips) >= N_STEPS // 2
+    written = [int(s) for out in outputs for s in re.findall(r'this_step (\d+); itime', out)]
+    assert sorted(written) == clips  # each clip by exactly one process
+    assert re.search(r'8_em00_ae_\d{6}; step \d{6}/14; this_step \d{6}; itime \d+\.\d\d\n', ''.join(outputs))
+
+
+def test_clips_hold_h264_and_tracks(exported):
+    out_dir, _ = exported
+    clip_dirs = sorted(p for p in (out_dir / VERSION).iterdir() if p.name.isdigit())
+    for clip_dir in clip_dirs:
+        with av.open(str(clip_dir / 'rgb.mp4')) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ('h264', 'yuv420p')
+            assert float(stream.average_rate) == 24 and (stream.height, stream.width) == CROP
+            assert sum(1 for _ in container.decode(stream)) == S
+        track_g = np.load(clip_dir / 'track.npz')['track_g']
+        assert track_g.shape == (S, N, 4) and track_g.dtype == np.float32
+        assert track_g[..., 3].sum() >= S * N / 2
+
+
+def test_rerun_after_a_kill_completes_the_set(pod, tmp_path):
+    export_dir = tmp_path / VERSION
     proc = subprocess.Popen(export_cmd(pod, tmp_path, 0), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    export_dir = tmp_path / VERSION
     deadline = time.time() + 120
-    while time.time() < deadline and not clips_written(export_dir):
-        time.sleep(0.02)
+    while time.time() < deadline and not (export_dir.exists() and any(n.isdigit() for n in os.listdir(export_dir))):
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # also leave what a kill in the middle of a clip leaves: a lock and a temporary folder of a dead process
-    dead = subprocess.Popen(['true'])
-    dead.wait()
-    host = os.uname().nodename
-    (export_dir / f'.tmp_000003_{host}_{dead.pid}').mkdir(exist_ok=True)
-    if not (export_dir / '000003').exists():
-        (export_dir / '.000003.lock').write_text(f'{host} {dead.pid} 0\n')
-    out = subprocess.run(export_cmd(pod, tmp_path, 1), cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert sorted(finished_steps(export_dir)) == list(range(n_clips(pod)))
+    # whatever the kill hit, also leave what a kill in the middle of step 0 and one just after
+    # finishing step 1 leave behind: the dead process's locks and temporary folder
+    token = f'{export.HOST} {proc.pid} {export.process_start(os.getpid())}\n'
+    shutil.rmtree(export_dir / '000000', ignore_errors=True)
+    (export_dir / '.000000.skipped').unlink(missing_ok=True)
+    (export_dir / '.000000.lock').write_text(token)
+    (export_dir / f'.000000.tmp.{export.HOST}.{proc.pid}').mkdir(exist_ok=True)
+    (export_dir / '.000001.lock').write_text(token)
+    rerun = subprocess.run(export_cmd(pod, tmp_path, 1), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-800:]
+    assert sorted(step_states(export_dir)) == list(range(N_STEPS))
+    assert re.search(r'this_step 000000; (itime|skipped)', rerun.stdout)
 
 
-def test_export_dataset_skips_a_corrupt_clip(pod, tmp_path, capsys):
-    subprocess.run(export_cmd(pod, tmp_path, 0), cwd=ROOT, check=True, capture_output=True)
-    export_dir = tmp_path / VERSION
-    clips = sorted(n for n in os.listdir(export_dir) if n.isdigit())
-    bad = export_dir / clips[1] / 'rgb.mp4'
-    bad.write_bytes(bad.read_bytes()[:200])
-    dataset = ExportDataset(str(tmp_path), VERSION, S=8, N=16, crop_size=(96, 128), use_augs=True)
-    sample = dataset[1]
-    assert sample['rgbs'].shape == (8, 3, 96, 128)
-    assert str(bad.parent) in capsys.readouterr().err
-    track = sample['track_g'].numpy()
-    usable = track[0, :, 2] * track[0, :, 3] > 0
-    assert usable.any() and (track[0, usable, 0] >= 1).all() and (track[0, usable, 0] <= 126).all()
-    assert np.isfinite(track).all()
+def test_claims(tmp_path):
+    lock = str(tmp_path / '.000001.lock')
+    assert export.claim(lock, stale_lock_s=600)
+    assert not export.claim(lock, stale_lock_s=600)  # held by a live process
+    export.release(lock)
+    assert not os.path.exists(lock)
+    with open(lock, 'w') as f:
+        f.write('some-other-machine 123 456\n')
+    assert not export.claim(lock, stale_lock_s=600)  # another machine's fresh claim is respected
+    os.utime(lock, (time.time() - 700, time.time() - 700))
+    assert export.claim(lock, stale_lock_s=600)  # an old one is taken over
+    assert open(lock).read().strip() == export.owner_token()
+    assert os.listdir(tmp_path) == ['.000001.lock']
 
 
-def test_export_dataset_errors(tmp_path):
+def write_fake_clip(clip_dir, T=S, H=144, W=160, M=40, seed=0):
+    """A clip whose pixel (x, y) is coloured (x, y, 100), with M still tracks inside the
+    frame; returns their positions M,2."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:H, 0:W]
+    frame = np.stack([xs, ys, np.full_like(xs, 100)], axis=-1).astype(np.uint8)
+    os.makedirs(clip_dir)
+    write_mp4(os.path.join(clip_dir, 'rgb.mp4'), np.repeat(frame[None], T, axis=0))
+    xy = rng.uniform([4, 4], [W - 5, H - 5], (M, 2))
+    track_g = np.concatenate([np.repeat(xy[None], T, 0), np.ones((T, M, 2))], axis=-1).astype(np.float32)
+    np.savez(os.path.join(clip_dir, 'track.npz'), track_g=track_g)
+    return xy
+
+
+def test_export_dataset_crops_consistently(tmp_path):
+    stored = [write_fake_clip(str(tmp_path / 'v' / f'{step:06d}'), seed=step) for step in range(2)]
+    dataset = ExportDataset(str(tmp_path), 'v', S=S, N=N, crop_size=(96, 128), use_augs=False)
+    for index in (0, 1, 0, 1):
+        sample = dataset[index]
+        rgbs, track_g = sample['rgbs'], sample['track_g'].numpy()
+        assert rgbs.shape == (S, 3, 96, 128) and rgbs.dtype == torch.uint8 and track_g.shape == (S, N, 4)
+        usable = track_g[0, :, 2] * track_g[0, :, 3] > 0
+        assert usable.sum() >= N // 2 and (track_g[:, ~usable, 3] == 0).all()
+        x, y = np.round(track_g[0, usable, :2]).astype(int).T
+        colour = rgbs[0].numpy()[:, y, x].astype(int)  # 3,n: the stored clip's (x, y) under each track
+        corner = np.median(colour[:2] - [x, y], axis=1)  # where the crop starts in the stored clip
+        assert np.abs(colour[:2] - [x, y] - corner[:, None]).max() <= 4  # lossy video, else exact
+        assert -3 <= corner[0] <= 32 + 3 and -3 <= corner[1] <= 48 + 3
+        moved_back = track_g[0, usable, :2] + corner  # each is one of the stored tracks
+        assert np.linalg.norm(moved_back[:, None] - stored[index][None], axis=-1).min(axis=1).max() < 4
+        assert ((x >= 1) & (x <= 126) & (y >= 1) & (y <= 94)).all()
+
+
+def test_export_dataset_skips_a_corrupt_clip_and_says_which(exported, tmp_path, capsys):
+    shutil.copytree(exported[0] / VERSION, tmp_path / VERSION)
+    clips = sorted(p for p in (tmp_path / VERSION).iterdir() if p.name.isdigit())
+    bad = clips[1] / 'rgb.mp4'
+    bad.write_bytes(bad.read_bytes()[:600])
+    dataset = ExportDataset(str(tmp_path), VERSION, S=S, N=N, crop_size=CROP, use_augs=True)
+    for _ in range(2):
+        sample = dataset[1]
+        assert sample['rgbs'].shape == (S, 3, *CROP) and sample['rgbs'].float().mean() > 10
+        assert sample['track_g'][0, :, 3].sum() > 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if 'skipping' in line]
+    assert len(warnings) == 1 and str(clips[1]) in warnings[0]  # reported once, by path
+    for clip in clips:
+        (clip / 'track.npz').write_bytes(b'')
+    with pytest.raises(DatasetError, match='no readable clip found'):
+        ExportDataset(str(tmp_path), VERSION, S=S, N=N, crop_size=CROP)
+
+
+def test_export_dataset_size_checks(tmp_path):
     with pytest.raises(DatasetError, match='no exported clips'):
-        ExportDataset(str(tmp_path), VERSION)
+        ExportDataset(str(tmp_path), 'v')
+    write_fake_clip(str(tmp_path / 'v' / '000000'))
+    with pytest.raises(DatasetError, match='8 frames of 144x160 with 40 tracks'):
+        ExportDataset(str(tmp_path), 'v', S=S, N=N, crop_size=(192, 128))
+    with pytest.raises(DatasetError, match='need at least 36 frames'):
+        ExportDataset(str(tmp_path), 'v', S=36, N=N, crop_size=(96, 128))

@@ -28,7 +28,7 @@ def export_root(tmp_path_factory):
     folder = tmp_path_factory.mktemp('train_data')
     write_dataset(str(folder / 'pod'), dset='train', n_seqs=1, T=24, H=180, W=256, N=400, seed=5)
     export_mp4_dataset.main(dataset_location=str(folder / 'pod'), out_dir=str(folder / 'export'), S=8, N=16,
-                            crop_size=(128, 128), use_augs=False, seed=0)
+                            crop_size=(128, 128), use_augs=False, seed=0, log_freq=0)
     return str(folder / 'export')
 
 
