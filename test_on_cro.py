@@ -9,7 +9,6 @@ the paper's metrics are reported.
 
 import time
 
-import numpy as np
 import torch
 from fire import Fire
 
@@ -19,17 +18,12 @@ from utils.evaluate import Evaluation, eval_run_name, evaluate_frame0
 from utils.misc import count_parameters, default_device, fail, load_model
 
 
-def evenly_spaced(sample, N):
-    """At most N of the sample's tracks, evenly spaced (the original keeps N=256)."""
-    idx = np.linspace(0, sample['trajs'].shape[1] - 1, min(N, sample['trajs'].shape[1])).astype(np.int32)
-    return {**sample, 'trajs': sample['trajs'][:, idx], 'valids': sample['valids'][:, idx]}
-
-
 def main(B=1, S=128, N=256, stride=8, iters=16, image_size=(512, 896), shuffle=False, log_freq=99, max_iters=99,
          log_dir='./logs_test_on_cro', dataset_location='./crohd', init_dir='./reference_model', n_pool=1000,
          device=None, out_json=None, clip_len=1000, min_clip_len=128):
     """The original's arguments, plus --device, --out_json=PATH and the clip cutting
-    (--clip_len, --min_clip_len). B must be 1; --shuffle is unused."""
+    (--clip_len, --min_clip_len). B must be 1; --shuffle and --N are unused: as in the
+    original, every head that passes the filter is tracked."""
     if B != 1:
         fail('B must be 1 (videos are tracked one at a time)')
     image_size = tuple(int(v) for v in image_size)
@@ -47,7 +41,7 @@ def main(B=1, S=128, N=256, stride=8, iters=16, image_size=(512, 896), shuffle=F
     try:
         for index in range(total):
             start = time.time()
-            sample = evenly_spaced(dataset[index], N)
+            sample = dataset[index]
             read_time = time.time() - start
             if sample['trajs'].shape[1] == 0:
                 evaluation.skip(sample['name'], 'no head passes the filter (visible, moving, away from borders)')

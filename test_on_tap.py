@@ -15,11 +15,10 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fire import Fire
 
 from datasets.common import DatasetError
-from datasets.tapviddataset_fullseq import TapVidDavis
+from datasets.tapviddataset_fullseq import TapVidDavis, tapvid_protocol
 from utils.evaluate import (
     PAPER_LINE,
     PAPER_METRICS,
@@ -29,7 +28,7 @@ from utils.evaluate import (
     eval_run_name,
     evaluate_frame0,
 )
-from utils.metrics import compute_tapvid_metrics, tapvid_queries
+from utils.metrics import compute_tapvid_metrics
 from utils.misc import count_parameters, default_device, fail, load_model
 from utils.track import track_points
 
@@ -61,15 +60,13 @@ def eval_first(model, sample, S, iters, image_size, sw):
 
 
 def eval_tapvid(model, sample, S, iters, image_size, mode):
-    """A TAP-Vid protocol: 256x256 frames, queries from tapvid_queries; TAP-Vid metrics."""
-    frames = F.interpolate(sample['rgbs'].float(), size=(256, 256), mode='bilinear', align_corners=False)
-    points = sample['points'] * 256.0  # N,T,2
-    query_points, track_index = tapvid_queries(points, sample['occluded'], mode.split('_')[1])
-    if len(query_points) == 0:
+    """A TAP-Vid protocol: 256x256 frames, the benchmark's queries; TAP-Vid metrics."""
+    protocol = tapvid_protocol(sample, mode.split('_')[1])
+    if len(protocol['query_points']) == 0:
         return None
-    queries = query_points[:, [0, 2, 1]]  # (t, x, y)
-    tracks = track_points(model, frames, queries, S=S, iters=iters, image_size=image_size)  # T,Q,2
-    return tapvid_scores(query_points, points[track_index], sample['occluded'][track_index],
+    queries = protocol['query_points'][:, [0, 2, 1]]  # [t, y, x] -> (t, x, y)
+    tracks = track_points(model, protocol['rgbs'], queries, S=S, iters=iters, image_size=image_size)  # T,Q,2
+    return tapvid_scores(protocol['query_points'], protocol['target_points'], protocol['occluded'],
                          tracks.transpose(1, 0, 2), mode.split('_')[1])
 
 

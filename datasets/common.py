@@ -1,4 +1,4 @@
-"""What the dataset loaders share: their error type and lazy frame reading."""
+"""What the dataset loaders share: their error type and frame reading."""
 
 import cv2
 
@@ -13,9 +13,3 @@ def read_rgb(path):
     if image is None:
         raise DatasetError(f'{path}: cannot read this frame')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def iter_frames(paths):
-    """Frames read one at a time from image paths (so a long video is never all in memory)."""
-    for path in paths:
-        yield read_rgb(path)

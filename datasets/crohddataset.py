@@ -1,55 +1,132 @@
-"""CroHD (MOT Head Tracking 21, HT21) as long clips of head tracks.
+"""CroHD (MOT Head Tracking 21, "HT21") train videos as long clips of head tracks.
 
-Layout (the HT21 download): ``<dataset_location>/HT21/train/HT21-0{1,2,3,4}/img1/%06d.jpg``
-with ``gt/gt.txt`` beside ``img1`` (or under ``HT21Labels/train/<video>/gt/``), MOT rows
-``frame, id, left, top, width, height, conf, class, visibility``, frames and ids 1-based.
-A head's track is its box centre; rows present are valid, visibility from the file.
-Videos are cut into clips of ``S`` frames every ``S // 2`` frames, keeping clips of at
-least ``S_min`` frames.
+Layout, as downloaded: ``<dataset_location>/HT21/train/HT21-0{1,2,3,4}/img1/%06d.jpg``
+(1920x1080) with the labels in ``gt/gt.txt`` beside ``img1``, or in a separate labels
+folder ``<dataset_location>/HT21Labels/train/HT21-0x/gt/gt.txt``. ``gt.txt`` holds MOT
+rows ``frame, id, left, top, width, height, conf, class, visibility``, frames and ids
+counted from 1, in any order (they are sorted by frame here; the original assumed it).
+
+The original protocol: a head's track is its box centre; a head is valid where it has a
+row, visible where that row's visibility is > 0. Each video is cut into clips of ``S``
+frames starting every ``S // 2`` frames (a video's length is its last annotated frame),
+keeping clips of at least ``S_min`` frames. Within a clip, centres within 32 px of the
+border are invalid and invisible; the heads kept are those visible and valid in the
+clip's frames 0 and 1 whose summed frame-to-frame motion exceeds 150 px (frames without
+a row count at (0, 0) there, as in the original); frames where a kept head is
+invisible repeat its previous position.
+
+Frames are never all loaded: a sample names its frame files, and ``FrameSequence``
+reads them one at a time or a window at a time.
 """
 
 import os
 
+import cv2
 import numpy as np
+import torch
 
-from datasets.common import DatasetError, iter_frames, read_rgb
+from datasets.common import DatasetError
 
-VIDEOS = ['HT21-01', 'HT21-02', 'HT21-03', 'HT21-04']
-BORDER = 32  # annotations near the border are unreliable
-MIN_MOTION = 150  # summed frame-to-frame motion a head needs to be kept
+VIDEOS = ('HT21-01', 'HT21-02', 'HT21-03', 'HT21-04')
+BORDER = 32  # px; annotations this close to the border are unreliable
+MIN_MOTION = 150  # px; summed frame-to-frame motion a head needs to be kept
+MOT_COLUMNS = 9
 
 
-def read_gt(path):
-    """(centres T,M,2, valids T,M, visibs T,M) from a MOT gt.txt, sorted by frame."""
+def read_rgb(path):
+    """One image file as H,W,3 uint8 RGB; DatasetError naming the file if unreadable."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f'{path}: missing or not a readable image')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class FrameSequence:
+    """A video stored as one image file per frame, read only when asked.
+
+    Iterating yields H,W,3 uint8 RGB frames one at a time; ``read(start, end, size)``
+    returns frames start..end-1 as one end-start,3,H,W uint8 tensor, resized to
+    ``size`` = (H, W) with OpenCV's bilinear filter as the original test scripts did.
+    Every frame must have the first frame's size (DatasetError naming the file if not).
+    """
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+        self._size = None
+
+    def __len__(self):
+        return len(self.paths)
+
+    def size(self):
+        """(H, W) of the frames, from the first one."""
+        if self._size is None:
+            if not self.paths:
+                raise DatasetError('an empty frame sequence has no size')
+            self._size = read_rgb(self.paths[0]).shape[:2]
+        return self._size
+
+    def frame(self, index):
+        """Frame ``index`` as H,W,3 uint8 RGB."""
+        image = read_rgb(self.paths[index])
+        if image.shape[:2] != self.size():
+            raise DatasetError(f'{self.paths[index]}: frame is {image.shape[1]}x{image.shape[0]}, '
+                               f'the video\'s first frame {self.size()[1]}x{self.size()[0]}')
+        return image
+
+    def __iter__(self):
+        for index in range(len(self.paths)):
+            yield self.frame(index)
+
+    def read(self, start, end, size=None):
+        """Frames start..end-1 as end-start,3,H,W uint8 (resized to ``size`` if given)."""
+        frames = [self.frame(index) for index in range(start, end)]
+        if size is not None:
+            frames = [cv2.resize(f, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR) for f in frames]
+        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # T,3,H,W
+
+
+def read_mot_rows(path):
+    """The rows of a MOT gt.txt as an R,9+ float64 array, sorted by frame (stable)."""
     try:
         rows = np.loadtxt(path, delimiter=',', ndmin=2)
     except (OSError, ValueError) as exc:
         raise DatasetError(f'{path}: cannot read MOT annotations ({exc})') from exc
-    if rows.shape[1] < 9 or len(rows) == 0:
-        raise DatasetError(f'{path}: expected rows of 9 comma-separated MOT fields')
-    rows = rows[np.argsort(rows[:, 0], kind='stable')]
-    frames = rows[:, 0].astype(int) - 1
-    heads = rows[:, 1].astype(int) - 1
-    T, M = frames.max() + 1, heads.max() + 1
+    if len(rows) == 0 or rows.shape[1] < MOT_COLUMNS:
+        raise DatasetError(f'{path}: expected rows of {MOT_COLUMNS} comma-separated MOT fields '
+                           '(frame, id, left, top, width, height, conf, class, visibility)')
+    if rows[:, 0].min() < 1 or rows[:, 1].min() < 1:
+        raise DatasetError(f'{path}: frame and id numbers must start at 1')
+    return rows[np.argsort(rows[:, 0], kind='stable')]
+
+
+def head_tracks(rows):
+    """(centres T,M,2, valids T,M, visibs T,M) of M heads over T frames from sorted MOT
+    rows; T is the last annotated frame. Frames without a row: centre (0, 0), invalid,
+    invisible."""
+    frames = rows[:, 0].astype(np.int64) - 1
+    heads = rows[:, 1].astype(np.int64) - 1
+    T, M = frames[-1] + 1, heads.max() + 1
     centres = np.zeros((T, M, 2))
     valids = np.zeros((T, M))
     visibs = np.zeros((T, M))
-    centres[frames, heads] = rows[:, 2:4] + rows[:, 4:6] / 2
+    left, top, width, height = rows[:, 2], rows[:, 3], rows[:, 4], rows[:, 5]
+    centres[frames, heads] = np.stack([(left + (left + width)) / 2, (top + (top + height)) / 2], axis=1)
     valids[frames, heads] = 1
     visibs[frames, heads] = rows[:, 8]
     return centres, valids, visibs
 
 
 def select_heads(trajs, valids, visibs, H, W):
-    """The original's filter for one clip: border rule, visible/valid in frames 0 and 1,
-    summed motion over MIN_MOTION px; invisible frames repeat the previous position."""
+    """The original's per-clip head filter (see the module docstring) on S,M arrays
+    of one clip of H x W frames; returns the kept heads' (trajs S,N,2, valids S,N,
+    visibs S,N)."""
     trajs, valids, visibs = trajs.copy(), valids.copy(), visibs.copy()
-    near_border = ((trajs[..., 0] < BORDER) | (trajs[..., 0] > W - BORDER) |
-                   (trajs[..., 1] < BORDER) | (trajs[..., 1] > H - BORDER))
-    visibs[near_border] = 0
+    x, y = trajs[..., 0], trajs[..., 1]
+    near_border = (x < BORDER) | (x > W - BORDER) | (y < BORDER) | (y > H - BORDER)
     valids[near_border] = 0
-    motion = np.linalg.norm(trajs[1:] - trajs[:-1], axis=-1).sum(axis=0)
-    keep = (visibs[0] > 0) & (visibs[1] > 0) & (valids[0] > 0) & (valids[1] > 0) & (motion > MIN_MOTION)
+    visibs[near_border] = 0
+    motion = np.linalg.norm(trajs[1:] - trajs[:-1], axis=-1).sum(axis=0)  # M
+    keep = ((visibs[0] > 0) & (visibs[1] > 0) & (valids[0] > 0) & (valids[1] > 0) & (motion > MIN_MOTION))
     trajs, valids, visibs = trajs[:, keep], valids[:, keep], visibs[:, keep]
     for t in range(1, len(trajs)):
         hidden = visibs[t] == 0
@@ -57,43 +134,70 @@ def select_heads(trajs, valids, visibs, H, W):
     return trajs, valids, visibs
 
 
-class CrohdDataset:
-    """Clips of CroHD videos. Each sample holds ``frame_paths`` (read lazily, e.g. with
-    ``frames()``), ``trajs`` T,N,2 pixels, ``valids`` and ``visibs`` T,N, ``name``, and the
-    frame size ``H``, ``W``."""
+def find_labels(dataset_location, video):
+    """Path of a video's gt.txt: beside img1/, else in the HT21Labels folder."""
+    candidates = [os.path.join(dataset_location, 'HT21', 'train', video, 'gt', 'gt.txt'),
+                  os.path.join(dataset_location, 'HT21Labels', 'train', video, 'gt', 'gt.txt')]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise DatasetError(f'{candidates[0]}: no such file (nor {candidates[1]})')
+
+
+class CrohdDataset(torch.utils.data.Dataset):
+    """Clips of the CroHD train videos (see the module docstring for the protocol).
+
+    A sample holds ``name`` (``<video>_<start frame:06d>``), the original's ``folder``,
+    ``start_frame`` and ``end_frame`` (0-based, end excluded), ``frame_paths`` (read them
+    with ``frames(sample)``), ``trajs`` S,N,2 float32 pixels, ``valids`` and ``visibs``
+    S,N float32, and the frame size ``H``, ``W``. N may be 0 (no head passes the
+    filter): scripts should report and skip such a clip.
+    """
 
     def __init__(self, dataset_location, S=1000, S_min=128):
-        root = os.path.join(dataset_location, 'HT21', 'train')
-        self.clips = []
+        if S < 2 or S_min < 2:
+            raise ValueError(f'clips need at least 2 frames; got S={S}, S_min={S_min}')
+        self.dataset_location = dataset_location
+        self.S = S
+        self.clips = []  # (video, start, end)
+        self.tracks = {}  # video -> (centres, valids, visibs)
         for video in VIDEOS:
-            image_dir = os.path.join(root, video, 'img1')
-            if not os.path.isdir(image_dir):
+            if not os.path.isdir(self.image_dir(video)):
                 continue
-            gt_path = os.path.join(root, video, 'gt', 'gt.txt')
-            if not os.path.exists(gt_path):
-                gt_path = os.path.join(dataset_location, 'HT21Labels', 'train', video, 'gt', 'gt.txt')
-            if not os.path.exists(gt_path):
-                raise DatasetError(f'{os.path.join(root, video)}: no gt/gt.txt for this video')
-            centres, valids, visibs = read_gt(gt_path)
-            for start in range(0, len(centres), S // 2):
-                end = min(start + S, len(centres))
+            self.tracks[video] = head_tracks(read_mot_rows(find_labels(dataset_location, video)))
+            n_frames = len(self.tracks[video][0])
+            for start in range(0, n_frames, S // 2):
+                end = min(start + S, n_frames)
                 if end - start >= S_min:
-                    self.clips.append((video, image_dir, start, end, centres, valids, visibs))
+                    self.clips.append((video, start, end))
+        if not self.tracks:
+            raise DatasetError(f'{os.path.join(dataset_location, "HT21", "train")}: no HT21-0x video folders '
+                               'with img1/ here (download CroHD, see README)')
         if not self.clips:
-            raise DatasetError(f'{root}: no HT21-0x video folders with clips of >= {S_min} frames')
+            lengths = {video: len(tracks[0]) for video, tracks in self.tracks.items()}
+            raise DatasetError(f'{dataset_location}: no clip of >= {S_min} annotated frames (video lengths: {lengths})')
+
+    def image_dir(self, video):
+        return os.path.join(self.dataset_location, 'HT21', 'train', video, 'img1')
 
     def __len__(self):
         return len(self.clips)
 
     def __getitem__(self, index):
-        video, image_dir, start, end, centres, valids, visibs = self.clips[index]
-        paths = [os.path.join(image_dir, '%06d.jpg' % (t + 1)) for t in range(start, end)]
-        H, W = read_rgb(paths[0]).shape[:2]
-        trajs, valids, visibs = select_heads(centres[start:end], valids[start:end], visibs[start:end], H, W)
-        return {'name': f'{video}_{start:06d}', 'frame_paths': paths, 'trajs': trajs.astype(np.float32),
-                'valids': valids.astype(np.float32), 'visibs': visibs.astype(np.float32), 'H': H, 'W': W}
+        video, start, end = self.clips[index]
+        paths = [os.path.join(self.image_dir(video), '%06d.jpg' % (t + 1)) for t in range(start, end)]
+        missing = [path for path in paths if not os.path.isfile(path)]
+        if missing:
+            raise DatasetError(f'{missing[0]}: no such frame ({len(missing)} of clip {start}:{end} missing)')
+        H, W = FrameSequence(paths).size()
+        centres, valids, visibs = (array[start:end] for array in self.tracks[video])
+        trajs, valids, visibs = select_heads(centres, valids, visibs, H, W)
+        return {'name': f'{video}_{start:06d}', 'folder': os.path.dirname(self.image_dir(video)),
+                'start_frame': start, 'end_frame': end, 'frame_paths': paths,
+                'trajs': trajs.astype(np.float32), 'valids': valids.astype(np.float32),
+                'visibs': visibs.astype(np.float32), 'H': H, 'W': W}
 
     @staticmethod
     def frames(sample):
-        """The sample's frames, read one at a time (H,W,3 uint8 RGB)."""
-        return iter_frames(sample['frame_paths'])
+        """The sample's frames as a FrameSequence (iterable, or read by window)."""
+        return FrameSequence(sample['frame_paths'])

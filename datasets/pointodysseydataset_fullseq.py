@@ -1,90 +1,141 @@
-"""PointOdyssey test sequences (~2k frames) as full videos for test_on_pod.py.
+"""PointOdyssey sequences in full (the test set: ~2k frames each) for test_on_pod.py.
 
-Layout: ``<dataset_location>/<dset>/<sequence>/rgbs/rgb_%05d.jpg`` and ``anno.npz`` with
-``trajs_2d`` T,M,2, ``visibs`` T,M, ``valids`` T,M (v1.2), or the older ``visibilities``
-T,M (0 occluded, 1 visible, 2 invalid) in ``anno.npz`` or ``annotations.npz``.
+Layout: ``<dataset_location>/<dset>/<sequence>/rgbs/rgb_%05d.jpg`` (frames counted from 0)
+and the annotations in ``anno.npz`` (or, in older releases, ``annotations.npz``), in
+either form: v1.2 (``trajs_2d`` T,M,2 pixels, ``visibs`` T,M, ``valids`` T,M) or legacy
+(``trajs_2d`` and ``visibilities`` T,M with 0 occluded, 1 visible, 2 invalid: valid =
+value < 2, visible = value == 1).
+
+The original test protocol, in order: non-finite coordinates become (0, 0), invalid and
+invisible; points within 1 px of the border (x < 1, x > W-2, y < 1 or y > H-2) are
+invalid and invisible; the points kept are those valid and visible at frame 0, valid
+and visible in at least 8 frames, and never jumping 512 px or more between consecutive
+frames; coordinates are clamped to 32 px outside the frame; N of them are taken evenly
+spaced (numpy linspace, truncated to integers). Fewer than N may remain, even none: no
+zero-padded fake tracks are added (they would count as surviving).
+
+Frames are never all loaded: a sample names its frame files (``FrameSequence`` reads
+them one at a time or a window at a time).
 """
 
 import glob
 import os
+import zipfile
 
 import numpy as np
+import torch
 
-from datasets.common import DatasetError, iter_frames, read_rgb
+from datasets.common import DatasetError
+from datasets.crohddataset import FrameSequence
 
-MIN_VISIBLE_FRAMES = 8
-MAX_JUMP = 512  # px between consecutive frames
-CLAMP_MARGIN = 32  # tracks are clamped to this far outside the frame
+ANNOTATION_FILES = ('anno.npz', 'annotations.npz')
+BORDER = 1  # px
+MIN_GOOD_FRAMES = 8  # frames a kept point is valid and visible in
+MAX_JUMP = 512  # px between consecutive frames; a point jumping this far is dropped
+CLAMP_MARGIN = 32  # px outside the frame
 
 
-def read_annotations(seq_dir):
-    """(trajs T,M,2, visibs T,M, valids T,M) from either annotation form."""
-    for name in ('anno.npz', 'annotations.npz'):
+def annotation_path(seq_dir):
+    """The sequence's anno.npz, else annotations.npz; DatasetError if neither exists."""
+    for name in ANNOTATION_FILES:
         path = os.path.join(seq_dir, name)
-        if os.path.exists(path):
-            break
-    else:
-        raise DatasetError(f'{seq_dir}: no anno.npz or annotations.npz')
+        if os.path.isfile(path):
+            return path
+    raise DatasetError(f'{seq_dir}: no {" or ".join(ANNOTATION_FILES)} in this sequence folder')
+
+
+def read_annotations(path):
+    """(trajs T,M,2 float32 as the original reads them, visibs T,M bool, valids T,M bool) from either form."""
     try:
-        anno = np.load(path, allow_pickle=False)
-        trajs = anno['trajs_2d'].astype(np.float64)
-        if 'visibs' in anno and 'valids' in anno:
-            visibs, valids = anno['visibs'].astype(bool), anno['valids'].astype(bool)
-        elif 'visibilities' in anno:
-            code = anno['visibilities']
-            visibs, valids = code == 1, code < 2
-        else:
-            raise DatasetError(f'{path}: has neither visibs/valids nor visibilities')
-    except (OSError, ValueError, KeyError) as exc:
+        with np.load(path, allow_pickle=False) as anno:
+            keys = set(anno.files)
+            if 'trajs_2d' not in keys:
+                raise DatasetError(f'{path}: no trajs_2d (keys: {sorted(keys)})')
+            trajs = anno['trajs_2d'].astype(np.float32)
+            if {'visibs', 'valids'} <= keys:
+                visibs, valids = anno['visibs'] > 0, anno['valids'] > 0
+            elif 'visibilities' in keys:
+                code = anno['visibilities']
+                visibs, valids = code == 1, code < 2
+            else:
+                raise DatasetError(f'{path}: neither visibs/valids nor visibilities (keys: {sorted(keys)})')
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DatasetError):
+            raise
         raise DatasetError(f'{path}: cannot read the annotations ({exc})') from exc
-    valids &= np.isfinite(trajs).all(axis=-1)
-    return np.nan_to_num(trajs), visibs, valids
+    if trajs.ndim != 3 or trajs.shape[2] != 2 or visibs.shape != trajs.shape[:2] or valids.shape != visibs.shape:
+        raise DatasetError(f'{path}: trajs_2d {trajs.shape}, visibility {visibs.shape} and validity '
+                           f'{valids.shape} are not T,M,2 / T,M / T,M')
+    return trajs, visibs, valids
 
 
 def select_points(trajs, visibs, valids, H, W, N):
-    """The original's test filter, then N evenly spaced points (fewer if fewer remain: unlike
-    the original, no zero-padded fake points, which would count as surviving)."""
-    visibs, valids = visibs.copy(), valids.copy()
-    at_border = (trajs[..., 0] < 1) | (trajs[..., 0] > W - 2) | (trajs[..., 1] < 1) | (trajs[..., 1] > H - 2)
-    visibs[at_border] = False
-    valids[at_border] = False
-    jumps = np.linalg.norm(trajs[1:] - trajs[:-1], axis=-1).max(axis=0)
-    good = valids & visibs
-    keep = good[0] & (good.sum(axis=0) >= MIN_VISIBLE_FRAMES) & (jumps <= MAX_JUMP)
-    idx = np.flatnonzero(keep)
-    idx = idx[np.linspace(0, len(idx) - 1, min(N, len(idx))).astype(np.int32)]
-    trajs = np.clip(trajs[:, idx], -CLAMP_MARGIN, np.array([W, H]) + CLAMP_MARGIN)
-    return trajs, visibs[:, idx], valids[:, idx]
+    """The original's test filter and evenly spaced pick (see the module docstring) on
+    T,M arrays of H x W frames; returns (trajs T,n,2, visibs T,n, valids T,n), n <= N."""
+    finite = np.isfinite(trajs).all(axis=-1)  # T,M
+    trajs = np.where(finite[..., None], trajs, 0.0)
+    x, y = trajs[..., 0], trajs[..., 1]
+    inside = finite & (x >= BORDER) & (x <= W - 1 - BORDER) & (y >= BORDER) & (y <= H - 1 - BORDER)
+    visibs, valids = visibs & inside, valids & inside
+    good = visibs & valids
+    largest_jump = np.linalg.norm(trajs[1:] - trajs[:-1], axis=-1).max(axis=0, initial=0.0)  # M
+    keep = np.flatnonzero(good[0] & (good.sum(axis=0) >= MIN_GOOD_FRAMES) & (largest_jump < MAX_JUMP))
+    keep = keep[np.linspace(0, len(keep) - 1, min(N, len(keep))).astype(np.int32)]
+    low, high = np.array([-CLAMP_MARGIN, -CLAMP_MARGIN]), np.array([W + CLAMP_MARGIN, H + CLAMP_MARGIN])
+    return np.clip(trajs[:, keep], low, high), visibs[:, keep], valids[:, keep]
 
 
-class PointOdysseyDataset:
-    """Full PointOdyssey sequences. Each sample holds ``frame_paths`` (read lazily with
-    ``frames()``), ``trajs`` T,N,2 pixels, ``visibs``/``valids`` T,N, ``name``, ``H``, ``W``."""
+def frame_paths(seq_dir):
+    """rgbs/rgb_00000.jpg .. in order; DatasetError if there are none or one is missing."""
+    present = glob.glob(os.path.join(seq_dir, 'rgbs', 'rgb_*.jpg'))
+    paths = [os.path.join(seq_dir, 'rgbs', 'rgb_%05d.jpg' % t) for t in range(len(present))]
+    if not present:
+        raise DatasetError(f'{os.path.join(seq_dir, "rgbs")}: no rgb_*.jpg frames')
+    missing = sorted(set(paths) - set(present))
+    if missing:
+        raise DatasetError(f'{missing[0]}: no such frame (frames must be numbered from 0 without gaps)')
+    return paths
 
-    def __init__(self, dataset_location, dset='test', N=256):
+
+class PointOdysseyDataset(torch.utils.data.Dataset):
+    """Full PointOdyssey sequences of split ``dset`` (see the module docstring).
+
+    A sample holds ``name`` (the sequence folder's name), the original's ``seq`` (its
+    path) and ``rgb_paths``, ``frame_paths`` (the same list; read them with
+    ``frames(sample)``), ``trajs`` T,n,2 float32 pixels, ``visibs`` and ``valids`` T,n
+    float32 (n <= N; n == 0 when no point passes the filter: scripts should report and
+    skip it), and the frame size ``H``, ``W``.
+    """
+
+    def __init__(self, dataset_location='./pointodyssey', dset='test', N=32, verbose=False):
         self.N = N
-        pattern = os.path.join(dataset_location, dset, '*', 'rgbs')
-        self.sequences = sorted(os.path.dirname(p) for p in glob.glob(pattern))
+        self.verbose = verbose
+        split_dir = os.path.join(dataset_location, dset)
+        self.sequences = sorted(os.path.dirname(path) for path in glob.glob(os.path.join(split_dir, '*', 'rgbs')))
         if not self.sequences:
-            raise DatasetError(f'{os.path.join(dataset_location, dset)}: no sequence folders with rgbs/ here')
+            raise DatasetError(f'{split_dir}: no sequence folders with rgbs/ here (download PointOdyssey, see README)')
+        if verbose:
+            print(f'found {len(self.sequences)} sequences in {split_dir}')
 
     def __len__(self):
         return len(self.sequences)
 
     def __getitem__(self, index):
         seq_dir = self.sequences[index]
-        paths = sorted(glob.glob(os.path.join(seq_dir, 'rgbs', 'rgb_*.jpg')))
-        if not paths:
-            raise DatasetError(f'{seq_dir}/rgbs: no rgb_*.jpg frames')
-        trajs, visibs, valids = read_annotations(seq_dir)
+        paths = frame_paths(seq_dir)
+        anno_path = annotation_path(seq_dir)
+        trajs, visibs, valids = read_annotations(anno_path)
         if len(trajs) != len(paths):
-            raise DatasetError(f'{seq_dir}: {len(paths)} frames but annotations for {len(trajs)}')
-        H, W = read_rgb(paths[0]).shape[:2]
+            raise DatasetError(f'{anno_path}: annotations for {len(trajs)} frames but {len(paths)} frames in rgbs/')
+        H, W = FrameSequence(paths).size()
         trajs, visibs, valids = select_points(trajs, visibs, valids, H, W, self.N)
-        return {'name': os.path.basename(seq_dir), 'frame_paths': paths, 'trajs': trajs.astype(np.float32),
-                'visibs': visibs.astype(np.float32), 'valids': valids.astype(np.float32), 'H': H, 'W': W}
+        if self.verbose:
+            print(f'{seq_dir}: {len(paths)} frames, {trajs.shape[1]} points')
+        return {'name': os.path.basename(seq_dir), 'seq': seq_dir, 'rgb_paths': paths, 'frame_paths': paths,
+                'trajs': trajs.astype(np.float32), 'visibs': visibs.astype(np.float32),
+                'valids': valids.astype(np.float32), 'H': H, 'W': W}
 
     @staticmethod
     def frames(sample):
-        """The sample's frames, read one at a time (H,W,3 uint8 RGB)."""
-        return iter_frames(sample['frame_paths'])
+        """The sample's frames as a FrameSequence (iterable, or read by window)."""
+        return FrameSequence(sample['frame_paths'])
