@@ -39,49 +39,62 @@ def build_pyramid(fmaps, num_levels):
     return levels
 
 
-def sample_features(fmaps, frame_ids, coords):
-    """Bilinear read of feature vectors with edge replication (coordinates clamped).
-
-    fmaps: B,S,C,H,W. frame_ids: S' (which frame each output frame reads).
-    coords: B,S',N,2 in feature-map pixels (x, y). Returns B,S',N,C.
-    """
+def channel_last_rows(fmaps):
+    """B,S,C,H,W -> (B*S*H*W + 1, C): one feature row per cell, then a row of zeros
+    (what a read outside the map gets). Written into one allocation, without a copy more."""
     B, S, C, H, W = fmaps.shape
-    _, S_out, N, _ = coords.shape
-    flat = fmaps.permute(0, 1, 3, 4, 2).reshape(B * S * H * W, C)  # channel-last rows
-    x = coords[..., 0].nan_to_num(0.0).clamp(0, W - 1)  # NaN (a diverged run) reads a valid pixel
-    y = coords[..., 1].nan_to_num(0.0).clamp(0, H - 1)
-    x0 = x.floor()
-    y0 = y.floor()
-    wx = (x - x0).unsqueeze(-1)  # B,S',N,1
-    wy = (y - y0).unsqueeze(-1)
-    x0 = x0.long()
-    y0 = y0.long()
-    x1 = (x0 + 1).clamp(max=W - 1)
-    y1 = (y0 + 1).clamp(max=H - 1)
-    frame_base = torch.arange(B, device=coords.device).view(B, 1) * S + frame_ids.view(1, S_out)
-    base = (frame_base * (H * W)).view(B, S_out, 1)  # B,S',1
-
-    def read(yy, xx):
-        return flat[base + yy * W + xx]  # B,S',N,C
-
-    top = read(y0, x0) * (1 - wx) + read(y0, x1) * wx
-    bottom = read(y1, x0) * (1 - wx) + read(y1, x1) * wx
-    return top * (1 - wy) + bottom * wy
+    rows = fmaps.new_empty(B * S * H * W + 1, C)
+    rows[:-1].view(B, S, H, W, C).copy_(fmaps.permute(0, 1, 3, 4, 2))
+    rows[-1] = 0
+    return rows
 
 
-class WindowedCorr:
+class FeatureRows:
+    """The level-0 feature map as channel-last rows, read bilinearly at points."""
+
+    def __init__(self, fmaps):
+        self.B, self.S, self.C, self.H, self.W = fmaps.shape
+        self.rows = channel_last_rows(fmaps)
+
+    def sample(self, frame_ids, coords):
+        """Bilinear read with edge replication (coordinates clamped to the map).
+
+        frame_ids: S' (the frame each output frame reads). coords: B,S',N,2 in feature-map
+        pixels (x, y). Returns B,S',N,C.
+        """
+        B, S, C, H, W = self.B, self.S, self.C, self.H, self.W
+        S_out = coords.shape[1]
+        x = coords[..., 0].nan_to_num(0.0).clamp(0, W - 1)  # NaN (a diverged run) reads a valid pixel
+        y = coords[..., 1].nan_to_num(0.0).clamp(0, H - 1)
+        x0 = x.floor()
+        y0 = y.floor()
+        wx = (x - x0).unsqueeze(-1)  # B,S',N,1
+        wy = (y - y0).unsqueeze(-1)
+        x0 = x0.long()
+        y0 = y0.long()
+        x1 = (x0 + 1).clamp(max=W - 1)
+        y1 = (y0 + 1).clamp(max=H - 1)
+        frame_base = torch.arange(B, device=coords.device).view(B, 1) * S + frame_ids.view(1, S_out)
+        base = (frame_base * (H * W)).view(B, S_out, 1)  # B,S',1
+
+        def read(yy, xx):  # index_select: its backward is a fast index_add (not a sort)
+            index = base + yy * W + xx  # B,S',N
+            return self.rows.index_select(0, index.reshape(-1)).reshape(*index.shape, C)  # B,S',N,C
+
+        top = read(y0, x0) * (1 - wx) + read(y0, x1) * wx
+        bottom = read(y1, x0) * (1 - wx) + read(y1, x1) * wx
+        return top * (1 - wy) + bottom * wy
+
+
+class WindowedCorr(FeatureRows):
     """Correlation windows computed from the feature cells each window touches."""
 
     def __init__(self, fmaps, num_levels=4, radius=3):
-        B, S, C, _, _ = fmaps.shape
-        self.B, self.S, self.C = B, S, C
+        super().__init__(fmaps)
         self.radius = radius
-        self.levels = []
-        for level in build_pyramid(fmaps, num_levels):
-            H, W = level.shape[-2:]
-            rows = level.permute(0, 1, 3, 4, 2).reshape(B * S * H * W, C)
-            rows = torch.cat([rows, rows.new_zeros(1, C)])  # last row: zeros outside the map
-            self.levels.append((rows, H, W))
+        self.levels = [(self.rows, self.H, self.W)]
+        for level in build_pyramid(fmaps, num_levels)[1:]:
+            self.levels.append((channel_last_rows(level), *level.shape[-2:]))
 
     def lookup(self, targets, coords):
         """targets: B,S,N,K,C. coords: B,S,N,2 (feature-map pixels).
@@ -93,10 +106,12 @@ class WindowedCorr:
         frame_ids = frame_ids.reshape(-1)
         coords = coords.reshape(-1, 2)
         targets = targets.reshape(-1, K, C)
-        step = WINDOW_CHUNK['cpu' if coords.device.type == 'cpu' else 'other']
-        out = [self._lookup_chunk(targets[i:i + step], coords[i:i + step], frame_ids[i:i + step])
-               for i in range(0, coords.shape[0], step)]
-        return torch.cat(out).reshape(B, S, N, K, -1)
+        step = WINDOW_CHUNK['cpu' if coords.device.type == 'cpu' else 'other']  # see WINDOW_CHUNK
+        width = len(self.levels) * (2 * self.radius + 1) ** 2
+        out = coords.new_empty(coords.shape[0], K, width)  # filled chunk by chunk: no second copy
+        for i in range(0, coords.shape[0], step):
+            out[i:i + step] = self._lookup_chunk(targets[i:i + step], coords[i:i + step], frame_ids[i:i + step])
+        return out.view(B, S, N, K, width)
 
     def _lookup_chunk(self, targets, coords, frame_ids):
         # targets P,K,C; coords P,2; frame_ids P
@@ -114,7 +129,7 @@ class WindowedCorr:
             inside = ((ys >= 0) & (ys < H)).unsqueeze(2) & ((xs >= 0) & (xs < W)).unsqueeze(1)
             index = frame_ids.view(-1, 1, 1) * (H * W) + ys.unsqueeze(2) * W + xs.unsqueeze(1)
             index = torch.where(inside, index, rows.shape[0] - 1)  # P,side(y),side(x)
-            patch = rows[index.view(-1, side * side)]  # P,side*side,C
+            patch = rows.index_select(0, index.reshape(-1)).view(-1, side * side, rows.shape[1])  # P,side^2,C
             dots = torch.bmm(patch, targets.transpose(1, 2)) / math.sqrt(self.C)
             dots = dots.view(-1, side, side, targets.shape[1])  # P,y,x,K
             fx = frac[:, 0].view(-1, 1, 1, 1)
@@ -125,10 +140,11 @@ class WindowedCorr:
         return torch.cat(windows, dim=-1).to(coords.dtype)  # P,K,L*(2r+1)^2
 
 
-class FullVolumeCorr:
+class FullVolumeCorr(FeatureRows):
     """The original's lookup: full correlation volumes, then grid_sample (test oracle)."""
 
     def __init__(self, fmaps, num_levels=4, radius=3):
+        super().__init__(fmaps)
         self.pyramid = build_pyramid(fmaps, num_levels)
         self.radius = radius
 

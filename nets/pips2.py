@@ -10,11 +10,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nets.corr import CORR_IMPLS, sample_features
+from nets.corr import CORR_IMPLS
 
 MIN_SIZE = 128  # the coarsest of 4 pyramid levels on the stride-8 map needs >= 2 pixels
-ENCODER_CHUNK = 1  # frames per encoder pass (bounds its activation memory)
-DELTA_CHUNK = 256  # point tracks per delta-block pass (bounds its activation memory)
+# Frames per encoder pass and point tracks per delta-block pass. Without gradients, small
+# chunks bound the activation memory; with gradients every activation is kept anyway, so
+# GPUs take everything at once (big kernels) while CPUs keep cache-sized chunks.
+ENCODER_CHUNK = {'cpu': 1, 'other': 4}
+DELTA_CHUNK = {'cpu': 256, 'other': 1024}
+
+
+def chunk_size(table, device):
+    if device.type != 'cpu' and torch.is_grad_enabled():
+        return 1 << 30
+    return table['cpu' if device.type == 'cpu' else 'other']
 
 
 class Conv1dPad(nn.Module):
@@ -206,8 +215,17 @@ class Pips(nn.Module):
         B, S, C, H, W = rgbs.shape
         frames = rgbs.reshape(B * S, C, H, W)
         dtype = self.fnet.conv1.weight.dtype
-        fmaps = [self.fnet(2 * (chunk.to(dtype) / 255.0) - 1) for chunk in frames.split(ENCODER_CHUNK)]
-        return torch.cat(fmaps).reshape(B, S, self.latent_dim, H // self.stride, W // self.stride)
+        step = chunk_size(ENCODER_CHUNK, frames.device)
+        if step >= B * S:  # one pass (and a plain graph for autograd)
+            fmaps = self.fnet(2 * (frames.to(dtype) / 255.0) - 1)
+        else:  # chunks written into one tensor, so the features exist once
+            fmaps = None
+            for start in range(0, B * S, step):
+                out = self.fnet(2 * (frames[start:start + step].to(dtype) / 255.0) - 1)
+                if fmaps is None:
+                    fmaps = out.new_empty(B * S, *out.shape[1:])
+                fmaps[start:start + step] = out
+        return fmaps.reshape(B, S, self.latent_dim, H // self.stride, W // self.stride)
 
     def forward(self, trajs_e0, rgbs, iters=3, trajs_g=None, vis_g=None, valids=None, sw=None,
                 feat_init=None, is_train=False, beautify=False):
@@ -231,7 +249,7 @@ class Pips(nn.Module):
         coords_init = trajs_e0.to(self.fnet.conv1.weight.dtype) / self.stride
         coords = coords_init.clone()
         if feat_init is None:
-            feat1 = sample_features(fmaps, frames[:1], coords_init[:, :1])  # B,1,N,C
+            feat1 = corr.sample(frames[:1], coords_init[:, :1])  # B,1,N,C
             feats1 = feats2 = feats4 = feat1.expand(B, S, N, self.latent_dim)
         else:
             feats1, feats2, feats4 = feat_init
@@ -241,8 +259,8 @@ class Pips(nn.Module):
         for itr in range(iters):
             coords = coords.detach()
             if itr >= 1:  # targets from 2 and 4 frames back, at the current estimates
-                feats2 = sample_features(fmaps, frames_back2, coords[:, frames_back2])
-                feats4 = sample_features(fmaps, frames_back4, coords[:, frames_back4])
+                feats2 = corr.sample(frames_back2, coords[:, frames_back2])
+                feats4 = corr.sample(frames_back4, coords[:, frames_back4])
             targets = torch.stack([feats1, feats2, feats4], dim=3)  # B,S,N,3,C
             fcorrs = corr.lookup(targets, coords).reshape(B, S, N, -1)  # B,S,N,588
             flows = coords[:, 1:] - coords[:, :-1]
@@ -268,8 +286,10 @@ class Pips(nn.Module):
     def _run_delta_block(self, fcorrs, flows):
         """fcorrs: B,S,N,588, flows: B,S,N,2 -> updates B,S,N,2, in chunks of tracks."""
         B, S, N, D = fcorrs.shape
-        fcorrs = fcorrs.permute(0, 2, 1, 3).reshape(B * N, S, D)
-        flows = flows.permute(0, 2, 1, 3).reshape(B * N, S, 2)
-        delta = torch.cat([self.delta_block(c, f) for c, f in
-                           zip(fcorrs.split(DELTA_CHUNK), flows.split(DELTA_CHUNK))])
-        return delta.reshape(B, N, S, 2).permute(0, 2, 1, 3)
+        step = max(1, chunk_size(DELTA_CHUNK, fcorrs.device) // B)
+        deltas = []
+        for n in range(0, N, step):  # each chunk is reordered to tracks-major on its own
+            corr_seq = fcorrs[:, :, n:n + step].permute(0, 2, 1, 3).reshape(-1, S, D)
+            flow_seq = flows[:, :, n:n + step].permute(0, 2, 1, 3).reshape(-1, S, 2)
+            deltas.append(self.delta_block(corr_seq, flow_seq).reshape(B, -1, S, 2))
+        return torch.cat(deltas, dim=1).permute(0, 2, 1, 3)

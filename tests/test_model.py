@@ -9,6 +9,8 @@ from tests.golden import golden_state_dict, load_case
 from utils.misc import count_parameters
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+torch.backends.cudnn.allow_tf32 = False  # the golden numbers and the agreement checks are exact float32
+torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def run_case(model, case, device):
@@ -32,8 +34,6 @@ def test_matches_original_golden_outputs(name, device):
     model = Pips().eval()
     model.load_state_dict(golden_state_dict(), strict=True)
     model.to(device)
-    torch.backends.cudnn.allow_tf32 = False  # golden numbers are exact float32
-    torch.backends.cuda.matmul.allow_tf32 = False
     case = load_case(name)
     preds, preds_anim, feats, loss = run_case(model, case, device)
     iters = int(case['iters'])
