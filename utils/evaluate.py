@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -17,7 +18,9 @@ from prettytable import PrettyTable
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from datasets.common import DatasetError, read_rgb
 from utils.metrics import SimplePool, paper_metrics
+from utils.misc import count_parameters, default_device, fail, load_model
 from utils.track import track_points
 from utils.vis import Summ_writer, preprocess_color
 
@@ -187,3 +190,37 @@ def evaluate_frame0(model, frames, trajs_g, valids, video_size, S, iters, image_
     metrics = score_tracks(trajs_e, trajs_g, valids, image_size, video_size)
     log_tracks(sw, trajs_e, trajs_g, valids, vis_frames, image_size, video_size)
     return metrics, trajs_e
+
+
+def run_disk_benchmark(dataset, exp_name, skip_reason, B, S, iters, image_size, stride, init_dir, device, log_dir,
+                       max_iters, n_pool, log_freq, out_json):
+    """The whole run of a test script whose frames are read from disk (CroHD, PointOdyssey):
+    load the model, score every sample (frame-0 protocol), report. Samples hold
+    ``frame_paths``, ``trajs``, ``valids``, ``name``, ``H``, ``W``; ``dataset.frames(sample)``
+    reads the frames one at a time. User errors end the script with one line."""
+    if B != 1:
+        fail('B must be 1 (videos are tracked one at a time)')
+    image_size = tuple(int(v) for v in image_size)
+    total = min(max_iters, len(dataset)) if max_iters else len(dataset)
+    model_name = eval_run_name(B, S, iters, exp_name)
+    print('model_name', model_name)
+    model = load_model(init_dir, default_device(device), stride)
+    count_parameters(model)
+    evaluation = Evaluation(model_name, log_dir, total, n_pool, log_freq, out_json)
+    try:
+        for index in range(total):
+            start = time.time()
+            sample = dataset[index]
+            read_time = time.time() - start
+            if sample['trajs'].shape[1] == 0:
+                evaluation.skip(sample['name'], skip_reason)
+                continue
+            vis_frames = [read_rgb(path) for path in sample['frame_paths'][:S:4]]
+            with torch.no_grad():
+                metrics, _ = evaluate_frame0(model, dataset.frames(sample), sample['trajs'], sample['valids'],
+                                             (sample['H'], sample['W']), S, iters, image_size,
+                                             evaluation.summ_writer(), vis_frames)
+            evaluation.add(sample['name'], metrics, read_time, time.time() - start)
+    except DatasetError as exc:
+        fail(str(exc))
+    return evaluation.finish()
