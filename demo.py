@@ -20,7 +20,7 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from utils.misc import count_parameters, default_device, fail, load_model
-from utils.track import grid_queries, track_points
+from utils.track import check_queries, grid_queries, track_points
 from utils.video import VideoError, VideoWriter, iter_video_frames, video_info
 from utils.vis import Summ_writer, draw_tracks_stream, preprocess_color
 
@@ -28,7 +28,7 @@ DEFAULT_VIDEO = './stock_videos/bunny.mp4'
 
 
 def read_queries(path):
-    """N,3 (t, x, y) rows from a .csv (optional header) or .npy file; exits on errors."""
+    """N,3 (t, x, y) rows in video pixels from a .csv (optional header) or .npy file; exits on errors."""
     try:
         if path.endswith('.npy'):
             queries = np.load(path)
@@ -38,15 +38,14 @@ def read_queries(path):
                 queries = np.genfromtxt(path, delimiter=',', comments='#', dtype=np.float64, skip_header=1)
     except (OSError, ValueError) as exc:
         fail(f'{path}: cannot read queries ({exc})')
-    queries = np.atleast_2d(np.asarray(queries, dtype=np.float64))
-    if queries.shape[1:] != (3,) or len(queries) == 0 or not np.isfinite(queries).all():
-        fail(f'{path}: queries must be rows of t,x,y numbers (video pixels); got shape {queries.shape}')
-    return queries
+    try:
+        return check_queries(np.atleast_2d(queries))
+    except ValueError as exc:
+        fail(f'{path}: {exc}')
 
 
 def check_queries_fit(path, queries, T, H, W):
-    if (queries[:, 0] < 0).any() or (queries[:, 0] != np.round(queries[:, 0])).any():
-        fail(f'{path}: query frames (column t) must be non-negative integers')
+    """Exit unless every query lies in the tracked frames and inside the frame."""
     if queries[:, 0].max() >= T:
         fail(f'{path}: a query is at frame {int(queries[:, 0].max())} but only {T} frames are tracked')
     outside = (queries[:, 1] < 0) | (queries[:, 1] > W - 1) | (queries[:, 2] < 0) | (queries[:, 2] > H - 1)

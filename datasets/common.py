@@ -11,5 +11,5 @@ def read_rgb(path):
     """One image file as H,W,3 uint8 RGB; DatasetError naming the file if unreadable."""
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise DatasetError(f'{path}: cannot read this frame')
+        raise DatasetError(f'{path}: missing or not a readable image')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

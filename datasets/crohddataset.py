@@ -25,20 +25,12 @@ import cv2
 import numpy as np
 import torch
 
-from datasets.common import DatasetError
+from datasets.common import DatasetError, read_rgb
 
 VIDEOS = ('HT21-01', 'HT21-02', 'HT21-03', 'HT21-04')
 BORDER = 32  # px; annotations this close to the border are unreliable
 MIN_MOTION = 150  # px; summed frame-to-frame motion a head needs to be kept
 MOT_COLUMNS = 9
-
-
-def read_rgb(path):
-    """One image file as H,W,3 uint8 RGB; DatasetError naming the file if unreadable."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f'{path}: missing or not a readable image')
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class FrameSequence:

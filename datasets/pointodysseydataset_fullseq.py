@@ -27,38 +27,26 @@ import torch
 
 from datasets.common import DatasetError
 from datasets.crohddataset import FrameSequence
+from datasets.pointodysseydataset import annotation_path, read_visibility
 
-ANNOTATION_FILES = ('anno.npz', 'annotations.npz')
 BORDER = 1  # px
 MIN_GOOD_FRAMES = 8  # frames a kept point is valid and visible in
 MAX_JUMP = 512  # px between consecutive frames; a point jumping this far is dropped
 CLAMP_MARGIN = 32  # px outside the frame
 
 
-def annotation_path(seq_dir):
-    """The sequence's anno.npz, else annotations.npz; DatasetError if neither exists."""
-    for name in ANNOTATION_FILES:
-        path = os.path.join(seq_dir, name)
-        if os.path.isfile(path):
-            return path
-    raise DatasetError(f'{seq_dir}: no {" or ".join(ANNOTATION_FILES)} in this sequence folder')
-
-
-def read_annotations(path):
-    """(trajs T,M,2 float32 as the original reads them, visibs T,M bool, valids T,M bool) from either form."""
+def read_annotations(seq_dir):
+    """(trajs T,M,2 float32 as the original reads them, visibs T,M bool, valids T,M bool) of a
+    sequence folder, from either annotation form (the training loader's reader)."""
+    path = annotation_path(seq_dir)
+    if path is None:
+        raise DatasetError(f'{seq_dir}: no anno.npz or annotations.npz in this sequence folder')
     try:
         with np.load(path, allow_pickle=False) as anno:
-            keys = set(anno.files)
-            if 'trajs_2d' not in keys:
-                raise DatasetError(f'{path}: no trajs_2d (keys: {sorted(keys)})')
+            if 'trajs_2d' not in anno.files:
+                raise DatasetError(f'{path}: no trajs_2d (keys: {sorted(anno.files)})')
             trajs = anno['trajs_2d'].astype(np.float32)
-            if {'visibs', 'valids'} <= keys:
-                visibs, valids = anno['visibs'] > 0, anno['valids'] > 0
-            elif 'visibilities' in keys:
-                code = anno['visibilities']
-                visibs, valids = code == 1, code < 2
-            else:
-                raise DatasetError(f'{path}: neither visibs/valids nor visibilities (keys: {sorted(keys)})')
+            visibs, valids = read_visibility(anno, path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetError):
             raise
@@ -123,10 +111,10 @@ class PointOdysseyDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         seq_dir = self.sequences[index]
         paths = frame_paths(seq_dir)
-        anno_path = annotation_path(seq_dir)
-        trajs, visibs, valids = read_annotations(anno_path)
+        trajs, visibs, valids = read_annotations(seq_dir)
         if len(trajs) != len(paths):
-            raise DatasetError(f'{anno_path}: annotations for {len(trajs)} frames but {len(paths)} frames in rgbs/')
+            raise DatasetError(f'{annotation_path(seq_dir)}: annotations for {len(trajs)} frames '
+                               f'but {len(paths)} frames in rgbs/')
         H, W = FrameSequence(paths).size()
         trajs, visibs, valids = select_points(trajs, visibs, valids, H, W, self.N)
         if self.verbose:

@@ -99,7 +99,7 @@ def test_bad_videos(tmp_path, untrained_dir, make_video, message):
 
 
 @pytest.mark.parametrize('content, message', [
-    ('1,2\n3,4\n', 'rows of t,x,y'),
+    ('1,2\n3,4\n', 'N,3 array of (t, x, y) rows'),
     ('0,10,10\n99,10,10\n', 'a query is at frame 99'),
     ('0,5000,10\n', 'outside the 640x360 frame'),
     ('0.5,10,10\n', 'non-negative integers'),

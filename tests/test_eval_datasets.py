@@ -268,7 +268,7 @@ def test_pointodyssey_sequence_without_good_points_is_an_empty_sample(tmp_path):
 
 @pytest.mark.parametrize('break_it, message', [
     (lambda d: os.remove(os.path.join(d, 'anno.npz')), 'no anno.npz or annotations.npz'),
-    (lambda d: np.savez(os.path.join(d, 'anno.npz'), trajs_2d=np.zeros((10, 8, 2))), r'anno\.npz: neither visibs'),
+    (lambda d: np.savez(os.path.join(d, 'anno.npz'), trajs_2d=np.zeros((10, 8, 2))), r'anno\.npz: has neither visibs'),
     (lambda d: open(os.path.join(d, 'anno.npz'), 'wb').write(b'junk'), r'anno\.npz: cannot read the annotations'),
     (lambda d: os.remove(os.path.join(d, 'rgbs', 'rgb_00009.jpg')), 'annotations for 10 frames but 9 frames'),
     (lambda d: os.remove(os.path.join(d, 'rgbs', 'rgb_00004.jpg')), r'rgb_00004\.jpg: no such frame'),
