@@ -184,6 +184,20 @@ def grid_queries(H, W, N, margin=8):
     return np.stack([np.zeros(side * side), xs.ravel(), ys.ravel()], axis=1)
 
 
+def stride_grid_queries(H, W, grid_stride, t=0):
+    """Dense queries: every ``grid_stride``-th pixel of an H x W frame, at frame ``t``.
+
+    Points sit at the centre of each grid_stride x grid_stride cell, (k-1)/2 + i*k, so the
+    grid is symmetric in the frame. Returns M,3 rows (t, x, y), y the slow index.
+    """
+    grid_stride = int(grid_stride)
+    if grid_stride < 1:
+        raise ValueError(f'grid_stride must be a positive integer; got {grid_stride}')
+    offset = (grid_stride - 1) / 2
+    ys, xs = np.meshgrid(np.arange(offset, H, grid_stride), np.arange(offset, W, grid_stride), indexing='ij')
+    return np.stack([np.full(xs.size, float(t)), xs.ravel(), ys.ravel()], axis=1)
+
+
 class Tracker:
     """Three-line point tracking::
 
