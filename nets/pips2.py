@@ -239,10 +239,30 @@ class Pips(nn.Module):
         ``is_train`` are accepted for compatibility; none changes the result.
         """
         check_inputs(trajs_e0, rgbs, feat_init)
+        corr = self.correlation(self.encode(rgbs))
+        coord_predictions1, coord_predictions2, feats = self.refine(trajs_e0, corr, iters=iters,
+                                                                    feat_init=feat_init, beautify=beautify)
+        loss = None
+        if trajs_g is not None:
+            if valids is None:
+                valids = torch.ones_like(trajs_g[..., 0])
+            loss = sequence_loss(coord_predictions1, trajs_g, valids)
+        coord_predictions1.append(coord_predictions2[-1])
+        return coord_predictions1, coord_predictions2, feats, loss
+
+    def correlation(self, fmaps):
+        """The correlation lookup over feature maps B,S,128,H/stride,W/stride (from ``encode``)."""
+        return CORR_IMPLS[self.corr_impl](fmaps, self.corr_levels, self.corr_radius)
+
+    def refine(self, trajs_e0, corr, iters=3, feat_init=None, beautify=False):
+        """The iterative refinement of ``forward`` on a prebuilt ``correlation``.
+
+        Lets a caller encode each frame once and refine many groups or chunks of points on
+        the same features. Returns (coord_predictions1 without the final repeat,
+        coord_predictions2, (feats1, feats2, feats4)).
+        """
         B, S, N, _ = trajs_e0.shape
-        fmaps = self.encode(rgbs)
-        corr = CORR_IMPLS[self.corr_impl](fmaps, self.corr_levels, self.corr_radius)
-        frames = torch.arange(S, device=rgbs.device)
+        frames = torch.arange(S, device=trajs_e0.device)
         frames_back2 = (frames - 2).clamp(min=0)
         frames_back4 = (frames - 4).clamp(min=0)
 
@@ -274,14 +294,7 @@ class Pips(nn.Module):
             coords = torch.cat([coords_init[:, :1], coords[:, 1:]], dim=1)  # frame 0 stays the query
             coord_predictions2.append(coords * self.stride)
         coord_predictions2.append(coords * self.stride)
-
-        loss = None
-        if trajs_g is not None:
-            if valids is None:
-                valids = torch.ones_like(trajs_g[..., 0])
-            loss = sequence_loss(coord_predictions1, trajs_g, valids)
-        coord_predictions1.append(coords * self.stride)
-        return coord_predictions1, coord_predictions2, (feats1, feats2, feats4), loss
+        return coord_predictions1, coord_predictions2, (feats1, feats2, feats4)
 
     def _run_delta_block(self, fcorrs, flows):
         """fcorrs: B,S,N,588, flows: B,S,N,2 -> updates B,S,N,2, in chunks of tracks."""
