@@ -8,7 +8,7 @@ import torch
 
 from nets.pips2 import Pips
 from tests.golden import golden_state_dict
-from utils.track import WindowedStream, track_points
+from utils.track import track_points
 
 
 @pytest.fixture(scope='module')
@@ -120,4 +120,4 @@ def test_bad_queries(model, queries, message):
 
 def test_window_size_checked(model):
     with pytest.raises(ValueError, match='at least 2'):
-        WindowedStream(model, torch.zeros(1, 2), S_max=1, iters=1)
+        track_points(model, moving_video(4), [[0, 10.0, 20.0]], S=1, iters=1, image_size=None)

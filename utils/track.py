@@ -1,24 +1,28 @@
-"""Long-video tracking with PIPs++: windows, any-frame queries, streamed frames.
+"""Long-video tracking with PIPs++: any video, any queries, offline or online.
 
-The model sees ``S`` frames at a time. ``track_points`` runs the original evaluation
-schedule over a video of any length: windows of ``S`` frames that overlap by one frame,
-each started from the current estimates (zero velocity beyond what has been tracked) and
-from the previous window's target features; a window that would run past the end is
-shifted back to end on the last frame. Frames are pushed one at a time, so only a
-window of frames (plus the small carried state) is held in memory.
+``track_points`` (offline) and ``TrackStream`` (online) drive one engine
+(``utils.engine``): each frame is resized and encoded once, as it arrives, and its
+features serve every group of queries whose window covers it and every chunk of points.
+Queries at frame t are tracked forward from t to the end, and backward from t to 0 on
+the time-reversed frames; the features that backward passes need are written to an
+anonymous temporary file as they are computed, never held in RAM, and read back in
+reverse. So memory does not grow with the video, for any query layout and any frame
+source (arrays, files, folders, one-pass iterators such as a camera).
 
-A query at frame t > 0 is tracked forward from t to the end and backward from t to 0
-(on the time-reversed frames); the two halves are joined at t. Backward tracking keeps
-the resized frames up to the latest query frame.
+Frame-0 queries follow the original evaluation schedule exactly: windows of ``S``
+frames that overlap by one frame, each started from the current estimates (zero
+velocity beyond what has been tracked) and from the previous window's target features,
+the last window shifted back to end on the last frame.
 """
 
 import os
-from collections import deque
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+
+from utils.engine import ChunkStates, DiskStore, Sweep
 
 
 def frame_to_tensor(frame, device):
@@ -42,64 +46,6 @@ def resize_frame(frame, size):
     return F.interpolate(frame[None], size=tuple(size), mode='bilinear', align_corners=False)[0]
 
 
-class WindowedStream:
-    """Tracks N points, given on the first frame pushed, through frames pushed one by one.
-
-    Runs windows of ``S_max`` frames with one frame of overlap, as the original's test
-    scripts do. ``push`` takes frames already at model resolution (3,H,W float);
-    ``finish`` runs the last (possibly shifted-back) window and returns T,N,2 tracks in
-    model pixels. ``on_window(start, end, rgbs, preds_anim)``, if given, sees every window
-    (e.g. to log the refinement).
-    """
-
-    def __init__(self, model, xy0, S_max, iters, beautify=False, on_window=None):
-        if S_max < 2:
-            raise ValueError(f'S (frames per window) must be at least 2; got {S_max}')
-        self.model = model
-        self.S_max = S_max
-        self.iters = iters
-        self.beautify = beautify
-        self.frames = deque(maxlen=S_max)  # the last S_max frames pushed
-        self.estimates = [xy0]  # per frame N,2; frames past the end repeat the last one
-        self.num_frames = 0
-        self.window_start = 0
-        self.feat_init = None
-        self.on_window = on_window
-
-    def push(self, frame):
-        self.frames.append(frame)
-        self.num_frames += 1
-        if self.num_frames == self.window_start + self.S_max:
-            self._run_window(self.window_start, self.num_frames)
-            self.window_start = self.num_frames - 1
-
-    def finish(self):
-        """Track the frames not yet covered by a window and return T,N,2 (model pixels)."""
-        T = self.num_frames
-        if T == 0:
-            raise ValueError('no frames to track')
-        if T > 1 and len(self.estimates) < T:
-            self._run_window(max(T - self.S_max, 0), T)
-        return torch.stack(self.estimates[:T])
-
-    def _run_window(self, start, end):
-        held_from = self.num_frames - len(self.frames)  # frame index of frames[0]
-        rgbs = torch.stack(list(self.frames)[start - held_from:end - held_from])[None]  # 1,S,3,H,W
-        S_local = end - start
-        trajs = [self.estimates[min(t, len(self.estimates) - 1)] for t in range(start, end)]
-        trajs = torch.stack(trajs)[None].to(rgbs.device)  # 1,S,N,2
-        feat_init = None
-        if self.feat_init is not None:
-            feat_init = [f[:, :S_local] for f in self.feat_init]
-        preds, preds_anim, self.feat_init, _ = self.model(trajs, rgbs, iters=self.iters,
-                                                          feat_init=feat_init, beautify=self.beautify)
-        if self.on_window is not None:
-            self.on_window(start, end, rgbs, preds_anim)
-        window = preds[-1][0].to(self.estimates[0].device)  # S,N,2
-        del self.estimates[start:]
-        self.estimates.extend(window.unbind(0))
-
-
 def check_queries(queries):
     """queries: N,3 (t, x, y) -> float64 numpy array; raise ValueError when malformed."""
     queries = np.asarray(queries, dtype=np.float64)
@@ -113,64 +59,287 @@ def check_queries(queries):
     return queries
 
 
+class TrackRows:
+    """T,N,2 float32 tracks in video pixels, NaN until written.
+
+    Grows as frames and queries come, or, given ``out`` (a path), is a preallocated
+    ``.npy`` memmap of ``num_frames`` x ``num_points``, written as tracking goes.
+    """
+
+    def __init__(self, num_frames=None, num_points=None, out=None):
+        self.T = self.N = 0
+        if out is not None:
+            if num_frames is None or num_points is None:
+                raise ValueError('writing tracks to a file (out=...) needs the number of frames up front')
+            self.array = np.lib.format.open_memmap(str(out), mode='w+', dtype=np.float32,
+                                                   shape=(num_frames, num_points, 2))
+            self.array[:] = np.nan
+        else:
+            self.array = np.full((num_frames or 64, num_points or 1, 2), np.nan, dtype=np.float32)
+
+    def grow(self, T=None, N=None):
+        T, N = max(self.T, T or 0), max(self.N, N or 0)
+        cap_T, cap_N = self.array.shape[:2]
+        if T > cap_T or N > cap_N:
+            if isinstance(self.array, np.memmap):
+                raise ValueError(f'the output file holds {cap_T} frames x {cap_N} points; '
+                                 f'got frame {T - 1}, point {N - 1}')
+            bigger = np.full((max(T, 2 * cap_T if T > cap_T else cap_T), max(N, 2 * cap_N if N > cap_N else cap_N),
+                              2), np.nan, dtype=np.float32)
+            bigger[:cap_T, :cap_N] = self.array
+            self.array = bigger
+        self.T, self.N = T, N
+
+    def tracks(self):
+        """The T,N,2 tracks (the memmap itself when writing to a file)."""
+        view = self.array[:self.T, :self.N]
+        return view if isinstance(self.array, np.memmap) else np.ascontiguousarray(view)
+
+
+class TrackingRun:
+    """One tracking job: frames pushed in order, queries added up to the frame they start on.
+
+    The forward sweep runs as frames come; ``finish`` runs the last windows and the
+    backward passes (on features spilled to disk up to frame ``spill_until``; None: all).
+    """
+
+    def __init__(self, model, S, iters, image_size, beautify, rows, *, spill_until=None, point_chunk=2048,
+                 spill_dir=None, on_window=None, on_progress=None):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.image_size = image_size
+        self.rows = rows
+        self.queries = np.zeros((0, 3))
+        self.pending = {}  # frame -> [query ids] of queries whose frame has not come
+        self.starts = []  # (frame, query ids, xy0 N,2 model pixels) of every group started
+        self.group_ids = {}  # group key -> query ids
+        self.spill_until = spill_until
+        self.spill_dir = spill_dir
+        self.spill = None
+        self.sweep_args = dict(model=model, S=S, iters=iters, beautify=beautify, point_chunk=point_chunk,
+                               on_progress=on_progress)
+        self.forward = Sweep(write=self._write_forward, states=ChunkStates(folder=spill_dir),
+                             on_window=on_window, **self.sweep_args)
+        self.num_frames = 0
+        self.size = self.scale = self.model_size = None
+
+    def add_queries(self, queries):
+        """queries: checked N,3 (t, x, y) in video pixels; t >= the last frame pushed."""
+        if self.num_frames and queries[:, 0].min() < self.num_frames - 1:
+            raise ValueError(f'queries can be added at frame {self.num_frames - 1} (the last pushed) or later; '
+                             f'got frame {int(queries[:, 0].min())}')
+        first = len(self.queries)
+        self.queries = np.concatenate([self.queries, queries])
+        self.rows.grow(N=len(self.queries))
+        ids = np.arange(first, len(self.queries))
+        for t in np.unique(queries[:, 0]).astype(int):
+            self.pending.setdefault(t, []).append(ids[queries[:, 0] == t])
+        if self.num_frames:
+            self._start_groups(self.num_frames - 1)
+
+    def push(self, frame):
+        """Resize and encode the next frame (H,W,3 array or 3,H,W tensor) and track on it."""
+        frame = frame_to_tensor(frame, self.device)
+        t = self.num_frames
+        self._check_size(t, tuple(frame.shape[-2:]))
+        frame = resize_frame(frame, self.model_size)
+        self.rows.grow(T=t + 1)
+        self.num_frames += 1
+        self._start_groups(t)
+        fmap = self.model.encode(frame[None, None])[0, 0]  # C,H8,W8
+        if self.spill_until is None or t <= self.spill_until:
+            if self.spill is None:
+                self.spill = DiskStore(self.spill_dir)
+            self.spill.put(t, fmap)
+        self.forward.push(fmap, frame if self.forward.on_window is not None else None)
+
+    def finish(self, last_window, backward=True):
+        """Run the last forward windows, then the backward passes; returns nothing."""
+        if self.num_frames == 0:
+            raise ValueError('no frames to track')
+        if self.pending:
+            raise ValueError(f'a query is at frame {max(self.pending)} but the video has {self.num_frames} frames')
+        try:
+            self.forward.finish(last_window)
+            self.forward.states.close()
+            if backward:
+                self._track_backward(last_window)
+        finally:
+            self.close()
+
+    def close(self):
+        """Delete the spilled features (also when tracking stops on an error or Ctrl-C)."""
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
+
+    def _check_size(self, t, size):
+        if self.size is None:
+            self.size = size
+            self.model_size = tuple(self.image_size) if self.image_size is not None else size
+            H, W = size
+            self.scale = np.array([self.model_size[1] / W, self.model_size[0] / H])
+        elif size != self.size:
+            raise ValueError(f'frame {t} is {size[1]}x{size[0]} but the video started at {self.size[1]}x{self.size[0]}')
+
+    def _start_groups(self, t):
+        for ids in self.pending.pop(t, []):
+            xy0 = torch.from_numpy(self.queries[ids, 1:] * self.scale).float()
+            self.rows.array[t, ids] = self.queries[ids, 1:]
+            group = self.forward.add_group(len(self.group_ids), t, xy0)
+            self.group_ids[group.key] = ids
+            self.starts.append((t, ids, xy0))
+
+    def _write_forward(self, group, start, end, window):
+        ids = self.group_ids[group.key]
+        self.rows.array[start:end, ids] = window.double().numpy() / self.scale
+        if start <= group.start < end:  # a query's own frame is exactly the query
+            self.rows.array[group.start, ids] = self.queries[ids, 1:]
+
+    def _track_backward(self, last_window):
+        """Track every group with a query frame t > 0 from t down to 0, in one sweep over
+        the spilled features read from the latest query frame backward."""
+        starts = [(t, ids, xy0) for t, ids, xy0 in self.starts if t > 0]
+        if not starts:
+            return
+        t_max = max(t for t, _, _ in starts)
+        ids_of = {}
+
+        def write(group, start, end, window):  # sweep positions p are frames t_max - p
+            ids = ids_of[group.key]
+            frames = t_max - np.arange(start, end)
+            self.rows.array[frames[:, None], ids[None, :]] = window.double().numpy() / self.scale
+            if start <= group.start < end:
+                self.rows.array[t_max - group.start, ids] = self.queries[ids, 1:]
+
+        states = ChunkStates(folder=self.spill_dir)
+        sweep = Sweep(write=write, states=states, **self.sweep_args)
+        try:
+            for position, t in enumerate(range(t_max, -1, -1)):
+                for key, (t_query, ids, xy0) in enumerate(starts):
+                    if t_query == t:
+                        ids_of[sweep.add_group(key, position, xy0).key] = ids
+                sweep.push(self.spill.get(t, self.device))
+            sweep.finish(last_window)
+        finally:
+            states.close()
+
+
+def check_video_array(frames):
+    if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim != 4:
+        raise ValueError(f'a video array must be T,H,W,3 (numpy) or T,3,H,W (torch); '
+                         f'got shape {tuple(frames.shape)}')
+
+
 @torch.no_grad()
 def track_points(model, frames, queries, S=128, iters=16, image_size=(512, 896), beautify=False,
-                 num_frames=None, progress=False, on_window=None):
+                 num_frames=None, progress=False, on_window=None, *, last_window='shift', point_chunk=2048,
+                 out=None, spill_dir=None):
     """Track ``queries`` through a video of any length.
 
     model: a Pips model (its device is used). frames: a T,H,W,3 uint8 numpy array, a
     T,3,H,W tensor (0..255), or any iterable of H,W,3 numpy / 3,H,W tensor frames, read
     once, in order. queries: N,3 rows (t, x, y) in the video's pixels, t the query's frame.
     image_size: (H, W) the model runs at (None: the video's own size).
-    num_frames: the length, if known, for the progress bar. on_window: passed on to the
-    forward ``WindowedStream`` of each query frame.
-    Returns T,N,2 float32 numpy tracks in the video's pixels; row t of a query is exactly
-    its (x, y).
+    num_frames: the length, if known (for the progress bar, and needed with ``out``).
+    on_window(start, end, rgbs, preds_anim): sees every forward window.
+    last_window: 'shift' (the original's: the last window ends on the last frame) or
+    'short' (a shorter last window, nothing tracked twice). point_chunk: points per pass
+    through a window (bounds memory for dense grids). out: a ``.npy`` path to write the
+    tracks to as a memmap (for very large T x N). spill_dir: where the temporary file of
+    features for backward passes goes (default: the system's temporary folder).
+    Returns T,N,2 float32 tracks in the video's pixels; row t of a query is exactly its (x, y).
     """
     queries = check_queries(queries)
-    device = next(model.parameters()).device
-    query_frames = queries[:, 0].astype(int)
-    groups = {t: np.flatnonzero(query_frames == t) for t in np.unique(query_frames)}
-    last_query_frame = int(query_frames.max())
-    forward = {}  # query frame -> WindowedStream over frames t..T-1
-    history = []  # resized frames 0..last_query_frame, for backward tracking
-    scale = None
-    T = 0
-    bar = tqdm(total=num_frames, desc='tracking', unit='frame', disable=not progress)
-    if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim != 4:
-        raise ValueError(f'a video array must be T,H,W,3 (numpy) or T,3,H,W (torch); '
-                         f'got shape {tuple(frames.shape)}')
-    for t, frame in enumerate(frames):
-        frame = frame_to_tensor(frame, device)
-        if scale is None:
-            H, W = frame.shape[-2:]
-            model_size = tuple(image_size) if image_size is not None else (H, W)
-            scale = torch.tensor([model_size[1] / W, model_size[0] / H], dtype=torch.float64)
-        frame = resize_frame(frame, model_size)
-        if t in groups:
-            xy0 = torch.from_numpy(queries[groups[t], 1:]) * scale
-            forward[t] = WindowedStream(model, xy0.float(), S, iters, beautify, on_window)
-        for stream in forward.values():
-            stream.push(frame)
-        if t <= last_query_frame and last_query_frame > 0:
-            history.append(frame)
-        T = t + 1
-        bar.update(1)
-    bar.close()
-    if T <= last_query_frame:
-        raise ValueError(f'a query is at frame {last_query_frame} but the video has {T} frames')
+    check_video_array(frames)
+    if num_frames is None and isinstance(frames, (np.ndarray, torch.Tensor)):
+        num_frames = len(frames)
+    last_query_frame = int(queries[:, 0].max())
+    total = len(queries) * (num_frames - 1) if num_frames else None
+    bar = tqdm(total=total, desc='tracking', unit='point-frame', unit_scale=True, disable=not progress)
+    rows = TrackRows(num_frames, len(queries), out)
+    spill_until = last_query_frame if last_query_frame > 0 else -1  # backward passes read frames <= this
+    run = TrackingRun(model, S, iters, image_size, beautify, rows, spill_until=spill_until,
+                      point_chunk=point_chunk, spill_dir=spill_dir, on_window=on_window, on_progress=bar.update)
+    try:
+        run.add_queries(queries)
+        for frame in frames:
+            run.push(frame)
+        run.finish(last_window)
+    finally:
+        run.close()
+        bar.close()
+    return rows.tracks()
 
-    tracks = np.zeros((T, len(queries), 2), dtype=np.float64)
-    for t, idx in groups.items():
-        tracks[t:, idx] = forward[t].finish().double().numpy() / scale.numpy()
-        if t > 0:
-            backward = WindowedStream(model, (torch.from_numpy(queries[idx, 1:]) * scale).float(),
-                                      S, iters, beautify)
-            for frame in reversed(history[:t + 1]):
-                backward.push(frame)
-            tracks[:t + 1, idx] = backward.finish().double().numpy()[::-1] / scale.numpy()
-        tracks[t, idx] = queries[idx, 1:]
-    return tracks.astype(np.float32)
+
+class TrackStream:
+    """Online tracking: push frames as they come, get each frame's positions once final.
+
+    ::
+
+        stream = tracker.stream(queries)
+        for frame in frames:                   # H,W,3 uint8 RGB
+            for t, xy in stream.push(frame):   # xy N,2 video pixels, NaN before a query's frame
+                ...
+        tracks = stream.finish()               # T,N,2
+
+    A frame is emitted at most S-1 frames after it was pushed, and emitted values never
+    change. ``add`` takes more queries, at the last pushed frame or later. ``finish``
+    runs the last (shorter) windows and, with ``backward``, tracks each query from its
+    frame back to frame 0, filling rows that were NaN; for that, every frame's features
+    go to a temporary file as they are computed (``spill_dir``; ``backward=False``
+    writes nothing). On a video that windows cover exactly (T = 1 + k(S-1)), frame-0
+    queries get the same tracks as offline ``track_points``.
+    """
+
+    def __init__(self, model, queries=None, S=48, iters=16, image_size=(512, 896), beautify=True, *,
+                 backward=True, point_chunk=2048, spill_dir=None):
+        self.backward = backward
+        self.rows = TrackRows()
+        self.run = TrackingRun(model, S, iters, image_size, beautify, self.rows,
+                               spill_until=None if backward else -1, point_chunk=point_chunk, spill_dir=spill_dir)
+        self.emitted = 0
+        self.finished = False
+        if queries is not None:
+            self.add(queries)
+
+    def add(self, queries):
+        """More N,3 (t, x, y) queries in video pixels, at the last pushed frame or later."""
+        self.run.add_queries(check_queries(queries))
+
+    @torch.no_grad()
+    def push(self, frame):
+        """Track on the next frame (H,W,3 uint8 RGB); returns [(t, xy N,2)] of the frames
+        that have just become final."""
+        if self.finished:
+            raise ValueError('the stream is finished')
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f'frames must be H,W,3 uint8 RGB; got {frame.shape} {frame.dtype}')
+        try:
+            self.run.push(frame)
+        except BaseException:
+            self.run.close()
+            raise
+        return self._emit()
+
+    @torch.no_grad()
+    def finish(self):
+        """Track the rest and return all T,N,2 tracks (video pixels)."""
+        self.finished = True
+        self.run.finish('short', backward=self.backward)
+        return self.rows.tracks()
+
+    def _emit(self):
+        out = []
+        groups = self.run.forward.groups
+        while self.emitted < self.run.num_frames:
+            t = self.emitted
+            if any(group.start <= t and group.final_until <= t for group in groups):
+                break
+            out.append((t, self.rows.array[t, :self.rows.N].copy()))
+            self.emitted += 1
+        return out
 
 
 def grid_queries(H, W, N, margin=8):
@@ -227,7 +396,10 @@ class Tracker:
         load(init_dir, model)
         return cls(model.to(device), **kwargs)
 
-    def __call__(self, video, queries=None, progress=False):
+    def __call__(self, video, queries=None, progress=False, *, grid_stride=None, out=None):
+        """Tracks T,N,2 in video pixels of ``queries``, or of every ``grid_stride``-th pixel of
+        frame 0 (dense), or of a 32x32 grid on frame 0. ``out``: a .npy path to write the
+        tracks to as they come (a memmap; for very large T x N)."""
         from utils.video import iter_video_frames, video_info
 
         num_frames = None
@@ -238,7 +410,12 @@ class Tracker:
             frames = video
             H, W = video.shape[1:3] if isinstance(video, np.ndarray) else video.shape[-2:]
         if queries is None:
-            queries = grid_queries(H, W, 1024)
+            queries = stride_grid_queries(H, W, grid_stride) if grid_stride else grid_queries(H, W, 1024)
         return track_points(self.model, frames, queries, S=self.S, iters=self.iters,
                             image_size=self.image_size, beautify=self.beautify, num_frames=num_frames,
-                            progress=progress)
+                            progress=progress, out=out)
+
+    def stream(self, queries=None, *, backward=True, spill_dir=None):
+        """An online ``TrackStream`` with this tracker's settings."""
+        return TrackStream(self.model, queries, S=self.S, iters=self.iters, image_size=self.image_size,
+                           beautify=self.beautify, backward=backward, spill_dir=spill_dir)
