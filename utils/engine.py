@@ -23,6 +23,7 @@ import tempfile
 import torch
 
 LAST_WINDOW_RULES = ('shift', 'short')
+STATE_RAM_BUDGET = 1 << 30  # bytes of carried target features kept in RAM before they go to disk
 
 
 class DiskStore:
@@ -71,8 +72,8 @@ class ChunkStates:
     frame, so one frame of it is kept.
     """
 
-    def __init__(self, budget=1 << 30, folder=None):
-        self.budget = budget
+    def __init__(self, budget=None, folder=None):
+        self.budget = STATE_RAM_BUDGET if budget is None else budget
         self.folder = folder
         self.disk = None
         self.ram = {}
