@@ -2,6 +2,7 @@
 
     sh get_reference_model.sh && python demo.py
     python demo.py --filename=my_video.mp4 --queries=points.csv --max_iters=0 --device=cuda
+    python demo.py --grid_stride=8          # dense: every 8th pixel of frame 0
 
 Writes <out_dir>/<name>.npz (trajs T,N,2 in the video's pixels, queries N,3, fps),
 <out_dir>/<name>.mp4 (the video with coloured trails, H.264) and the original's
@@ -20,11 +21,20 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from utils.misc import count_parameters, default_device, fail, load_model
-from utils.track import check_queries, grid_queries, track_points
+from utils.track import check_queries, grid_queries, stride_grid_queries, track_points
 from utils.video import VideoError, VideoWriter, iter_video_frames, video_info
 from utils.vis import Summ_writer, draw_tracks_stream, preprocess_color
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_VIDEO = './stock_videos/bunny.mp4'
+DEFAULT_MODEL = './reference_model'
+
+
+def beside_script(path, default):
+    """The default ``path`` found next to this script when run from another folder."""
+    if path == default and not os.path.exists(path):
+        return os.path.join(HERE, path)
+    return path
 
 
 def read_queries(path):
@@ -54,13 +64,15 @@ def check_queries_fit(path, queries, T, H, W):
 
 
 def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16, image_size=(512, 896),
-         max_iters=4, shuffle=False, log_freq=1, log_dir='./logs_demo', init_dir='./reference_model',
-         device=None, out_dir='./demo_outputs', queries=None):
+         max_iters=4, shuffle=False, log_freq=1, log_dir='./logs_demo', init_dir=DEFAULT_MODEL,
+         device=None, out_dir='./demo_outputs', queries=None, grid_stride=None):
     """Track a grid of N points (or --queries, a .csv/.npy of t,x,y rows in video pixels at any
-    frame) through --max_iters windows of S frames (0: the whole video), every --timestride-th
-    frame, at --image_size. --shuffle is accepted for compatibility and unused."""
+    frame, or --grid_stride=k: every k-th pixel of frame 0) through the first --max_iters*S frames
+    (0: the whole video), every --timestride-th frame, at --image_size. --shuffle is accepted for
+    compatibility and unused."""
     device = default_device(device)
-    filename = str(filename)
+    filename = beside_script(str(filename), DEFAULT_VIDEO)
+    init_dir = beside_script(init_dir, DEFAULT_MODEL)
     try:
         T_video, H, W, fps = video_info(filename)
     except VideoError as exc:
@@ -77,7 +89,14 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
     print(f'video: {T_video} frames of {W}x{H} at {fps:.2f} fps; tracking {T} frames')
 
     query_source = queries
-    if queries is None:
+    if grid_stride and queries is not None:
+        fail('give --queries or --grid_stride, not both')
+    if grid_stride:
+        try:
+            queries = stride_grid_queries(H, W, grid_stride)
+        except ValueError as exc:
+            fail(f'--grid_stride: {exc}')
+    elif queries is None:
         model_H, model_W = image_size
         queries = grid_queries(model_H, model_W, N) * [1, W / model_W, H / model_H]
     else:
@@ -94,7 +113,7 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
         return islice(iter_video_frames(filename), 0, None, timestride)
 
     state = {'step': 0, 'time': time.time()}
-    n_windows = max(1, -(-(T - 1) // (S - 1)))
+    n_windows = sum(-(-(T - 1 - t) // (S - 1)) for t in np.unique(queries[:, 0]).astype(int))  # forward windows
 
     def on_window(start, end, rgbs, preds_anim):
         state['step'] += 1
@@ -112,7 +131,8 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
     try:
         with torch.no_grad():
             trajs = track_points(model, islice(frames(), T), queries, S=S, iters=iters, image_size=image_size,
-                                 beautify=True, num_frames=T, progress=True, on_window=on_window)
+                                 beautify=True, num_frames=T, progress=True, on_window=on_window,
+                                 last_window='short')
     except VideoError as exc:
         fail(str(exc))
     total = time.time() - start_time

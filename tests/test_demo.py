@@ -26,10 +26,10 @@ def untrained_dir(tmp_path_factory):
     return str(folder)
 
 
-def run_demo(tmp_path, *args):
+def run_demo(tmp_path, *args, cwd=ROOT):
     cmd = [sys.executable, os.path.join(ROOT, 'demo.py'), f'--out_dir={tmp_path}/out',
            f'--log_dir={tmp_path}/logs', *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_demo_writes_tracks_video_and_tensorboard(tmp_path, untrained_dir):
@@ -65,6 +65,16 @@ def test_demo_queries_file_at_a_later_frame(tmp_path, untrained_dir):
     assert data['trajs'].shape == (8, 2, 2)
     np.testing.assert_array_equal(data['trajs'][5, 1], [320.0, 180.0])
     np.testing.assert_array_equal(data['trajs'][0, 0], [100.5, 200.0])
+
+
+def test_dense_grid_from_another_folder(tmp_path, untrained_dir):
+    out = run_demo(tmp_path, f'--init_dir={untrained_dir}', '--grid_stride=160', '--max_iters=1', *FAST,
+                   cwd=tmp_path)  # the default clip is found beside demo.py
+    assert out.returncode == 0, out.stderr
+    data = np.load(tmp_path / 'out' / 'bunny.npz')
+    assert data['trajs'].shape == (8, 4 * 2, 2)  # 640x360: x 79.5..559.5, y 79.5 and 239.5
+    np.testing.assert_array_equal(np.unique(data['queries'][:, 2]), [79.5, 239.5])
+    assert 'point-frame' in out.stderr  # the progress bar counts tracked work
 
 
 def test_missing_reference_model_says_how_to_get_it(tmp_path):
