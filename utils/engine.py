@@ -23,7 +23,7 @@ import tempfile
 import torch
 
 LAST_WINDOW_RULES = ('shift', 'short')
-STATE_RAM_BUDGET = 1 << 30  # bytes of carried target features kept in RAM before they go to disk
+STATE_RAM_BUDGET = 256 << 20  # bytes of carried target features kept in RAM before they go to disk
 
 
 class DiskStore:

@@ -1,0 +1,168 @@
+"""What the tracking engine costs: query layouts, video length, dense grids, online use.
+
+    python benchmarks/bench_track.py                       # every case, current device
+    python benchmarks/bench_track.py --cases=memory --lengths=200,1200
+
+Cases (each measurement runs in a fresh process, so "peak" is that process's maximum
+resident memory on CPU, or the peak of allocated GPU memory on CUDA; weights are random,
+which changes neither time nor memory):
+- queries: time of N points on frame 0 against the same N points spread over several
+  query frames (forward and backward passes over shared features);
+- memory: peak memory of a one-pass frame stream (a generator) with one query on its last
+  frame, for several video lengths;
+- dense: peak memory of a grid of N points on frame 0, for several N;
+- online: ``TrackStream`` throughput (frames/s) and the time a frame takes to become final.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from fire import Fire
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def textured_frames(T, H, W, seed=0):
+    """A one-pass generator of T,H,W,3 uint8 frames: a random texture drifting right."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (H, W + T, 3), dtype=np.uint8)
+    for t in range(T):
+        yield np.ascontiguousarray(base[:, t:t + W])
+
+
+def build_model(device):
+    from nets.pips2 import Pips
+
+    torch.manual_seed(0)
+    return Pips().to(device).eval()
+
+
+def peak_gb(device):
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def run_queries(device, T, H, W, N, query_frames, S, iters):
+    """Seconds to track N points from frame 0, and from ``query_frames`` distinct frames."""
+    from utils.track import track_points
+
+    model = build_model(device)
+    video = np.stack(list(textured_frames(T, H, W)))
+    rng = np.random.default_rng(0)
+    xy = np.stack([rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
+    spread = np.linspace(0, T - 1, query_frames).round()[np.arange(N) % query_frames]
+    out = {}
+    for name, t in [('frame0_s', np.zeros(N)), (f'{query_frames}_frames_s', spread)]:
+        start = time.perf_counter()
+        track_points(model, video, np.concatenate([t[:, None], xy], axis=1), S=S, iters=iters, image_size=None)
+        out[name] = time.perf_counter() - start
+    return out
+
+
+def run_memory(device, T, H, W, N, S, iters):
+    """Peak memory of a one-pass stream of T frames with N queries on the last frame."""
+    from utils.track import track_points
+
+    model = build_model(device)
+    rng = np.random.default_rng(0)
+    queries = np.stack([np.full(N, T - 1), rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
+    start = time.perf_counter()
+    track_points(model, textured_frames(T, H, W), queries, S=S, iters=iters, image_size=None)
+    return {'seconds': time.perf_counter() - start}
+
+
+def run_dense(device, T, H, W, N, S, iters):
+    """Peak memory of about N frame-0 points on a regular grid."""
+    from utils.track import stride_grid_queries, track_points
+
+    model = build_model(device)
+    stride = max(1, int(np.sqrt(H * W / N)))
+    queries = stride_grid_queries(H, W, stride)
+    start = time.perf_counter()
+    track_points(model, textured_frames(T, H, W), queries, S=S, iters=iters, image_size=None)
+    return {'points': len(queries), 'seconds': time.perf_counter() - start}
+
+
+def run_online(device, T, H, W, N, S, iters):
+    """Frames/s of a TrackStream, and the delay between a frame's push and its emission."""
+    from utils.track import TrackStream
+
+    model = build_model(device)
+    rng = np.random.default_rng(0)
+    queries = np.stack([np.zeros(N), rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
+    stream = TrackStream(model, queries, S=S, iters=iters, image_size=None, backward=False)
+    pushed, delays, frame_delays = {}, [], []
+    start = time.perf_counter()
+    for t, frame in enumerate(textured_frames(T, H, W)):
+        pushed[t] = time.perf_counter()
+        for done, _ in stream.push(frame):
+            delays.append(time.perf_counter() - pushed[done])
+            frame_delays.append(t - done)
+    stream.finish()
+    seconds = time.perf_counter() - start
+    return {'frames_per_s': T / seconds, 'mean_delay_s': float(np.mean(delays)),
+            'max_delay_s': float(np.max(delays)), 'max_delay_frames': int(np.max(frame_delays))}
+
+
+CASES = {'queries': run_queries, 'memory': run_memory, 'dense': run_dense, 'online': run_online}
+
+
+def measure(case, device, **kwargs):
+    """Run one measurement in this process and print it as a JSON line."""
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    result = CASES[case](device, **kwargs)
+    result['peak_gb'] = peak_gb(device)
+    print(json.dumps(result))
+
+
+def in_subprocess(case, device, **kwargs):
+    args = [f'--{key}={value}' for key, value in kwargs.items()]
+    cmd = [sys.executable, os.path.abspath(__file__), '--child', f'--cases={case}', f'--device={device}', *args]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f'{case} failed:\n{out.stderr}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(cases='queries,memory,dense,online', device=None, lengths=(200, 1200), dense_points=(1000, 4000, 16000),
+         size=(128, 160), S=8, iters=4, child=False, **kwargs):
+    """Print the figures of each case (see the module docstring)."""
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    cases = cases.split(',') if isinstance(cases, str) else list(cases)
+    if child:
+        return measure(cases[0], device, S=S, iters=iters, **kwargs)
+    H, W = size
+    print(f'device: {device}, frames {H}x{W}, S={S}, iters={iters}')
+    if 'queries' in cases:
+        r = in_subprocess('queries', device, T=40, H=256, W=256, N=40, query_frames=8, S=S, iters=iters)
+        print(f'queries: 40 points, 40 frames at 256x256: frame 0 {r["frame0_s"]:.1f} s, on 8 frames '
+              f'{r["8_frames_s"]:.1f} s ({r["8_frames_s"] / r["frame0_s"]:.2f}x)')
+    if 'memory' in cases:
+        peaks = []
+        for T in lengths:
+            r = in_subprocess('memory', device, T=T, H=H, W=W, N=40, S=S, iters=iters)
+            peaks.append(r['peak_gb'])
+            print(f'memory: one-pass stream, query on the last of {T} frames: peak {r["peak_gb"] * 1e3:.0f} MB '
+                  f'({r["seconds"]:.1f} s)')
+        print(f'memory: growth from {lengths[0]} to {lengths[-1]} frames: {(peaks[-1] - peaks[0]) * 1e3:.0f} MB')
+    if 'dense' in cases:
+        for N in dense_points:
+            r = in_subprocess('dense', device, T=2 * S, H=H, W=W, N=N, S=S, iters=iters)
+            print(f'dense: {r["points"]} points, {2 * S} frames: peak {r["peak_gb"] * 1e3:.0f} MB ({r["seconds"]:.1f} s)')
+    if 'online' in cases:
+        r = in_subprocess('online', device, T=4 * S + 1, H=H, W=W, N=256, S=S, iters=iters)
+        print(f'online: 256 points: {r["frames_per_s"]:.1f} frames/s; a frame is final {r["mean_delay_s"]:.2f} s '
+              f'after its push on average (max {r["max_delay_s"]:.2f} s, {r["max_delay_frames"]} frames)')
+
+
+if __name__ == '__main__':
+    Fire(main)
