@@ -18,7 +18,7 @@ MIN_SIZE = 128  # the coarsest of 4 pyramid levels on the stride-8 map needs >= 
 # chunks bound the activation memory; with gradients every activation is kept anyway, so
 # GPUs take everything at once (big kernels) while CPUs keep cache-sized chunks.
 ENCODER_CHUNK = {'cpu': 1, 'other': 4}
-DELTA_CHUNK = {'cpu': 256, 'other': 1024}
+DELTA_CHUNK = {'cpu': 128, 'other': 1024}
 
 
 def chunk_size(table, device):
@@ -32,9 +32,9 @@ class Conv1dPad(nn.Module):
 
     The delta block applies it with ``temporal_conv`` (one matrix product)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size=3):
+    def __init__(self, in_channels, out_channels):
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.conv = nn.Conv1d(in_channels, out_channels, 3, padding=1)
 
 
 class ResidualBlock1d(nn.Module):
@@ -158,11 +158,11 @@ def reference_delta_block(block, fcorrs, flows):
 def flow_embedding(flow, dim, temperature=10000):
     """[sin(x w), cos(x w), sin(y w), cos(y w)] for dim/4 frequencies w, then (x, y).
 
-    flow: P,S,2. Returns P,S,dim+2. w_k = temperature ** (-k / (dim/4 - 1)).
+    flow: ...,2. Returns ...,dim+2. w_k = temperature ** (-k / (dim/4 - 1)).
     """
     n_freq = dim // 4
     omega = 1.0 / temperature ** (torch.arange(n_freq, device=flow.device) / (n_freq - 1))
-    x = flow[..., 0:1] * omega  # P,S,n_freq
+    x = flow[..., 0:1] * omega  # ...,n_freq
     y = flow[..., 1:2] * omega
     emb = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=-1).to(flow.dtype)
     return torch.cat([emb, flow], dim=-1)
