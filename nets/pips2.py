@@ -11,13 +11,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nets.corr import CORR_IMPLS
+from nets.precision import matmul_dtype
 
 MIN_SIZE = 128  # the coarsest of 4 pyramid levels on the stride-8 map needs >= 2 pixels
 # Frames per encoder pass and point tracks per delta-block pass. Without gradients, small
 # chunks bound the activation memory; with gradients every activation is kept anyway, so
 # GPUs take everything at once (big kernels) while CPUs keep cache-sized chunks.
 ENCODER_CHUNK = {'cpu': 1, 'other': 4}
-DELTA_CHUNK = {'cpu': 256, 'other': 1024}
+DELTA_CHUNK = {'cpu': 128, 'other': 1024}
 
 
 def chunk_size(table, device):
@@ -27,18 +28,17 @@ def chunk_size(table, device):
 
 
 class Conv1dPad(nn.Module):
-    """Conv1d with kernel 3, stride 1 and one zero on each side (same length out)."""
+    """Holds the weights of a Conv1d with kernel 3, stride 1 and one zero on each side.
 
-    def __init__(self, in_channels, out_channels, kernel_size=3):
+    The delta block applies it with ``temporal_conv`` (one matrix product)."""
+
+    def __init__(self, in_channels, out_channels):
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-
-    def forward(self, x):
-        return self.conv(x)
+        self.conv = nn.Conv1d(in_channels, out_channels, 3, padding=1)
 
 
 class ResidualBlock1d(nn.Module):
-    """Pre-activation 1-D residual block; widening pads the shortcut with zero channels."""
+    """Holds the two convolutions of a pre-activation 1-D residual block (see DeltaBlock)."""
 
     def __init__(self, in_channels, out_channels, is_first_block=False):
         super().__init__()
@@ -48,21 +48,47 @@ class ResidualBlock1d(nn.Module):
         self.conv1 = Conv1dPad(in_channels, out_channels)
         self.conv2 = Conv1dPad(out_channels, out_channels)
 
-    def forward(self, x):  # x: P,C_in,S
-        out = x
-        if not self.is_first_block:
-            out = F.relu(F.instance_norm(out))
-        out = self.conv1(out)
-        out = self.conv2(F.relu(F.instance_norm(out)))
-        shortcut = x
-        extra = self.out_channels - self.in_channels
-        if extra:
-            shortcut = F.pad(x, (0, 0, extra // 2, extra - extra // 2))
-        return out + shortcut
+
+def temporal_conv(x, weight, bias):
+    """Kernel-3 Conv1d over time, zero-padded, as one matrix product.
+
+    x: B,S,P,C_in (time-major, channels last). weight: C_out,3*C_in (``gemm_weight``), bias:
+    C_out. Row (b, s, p) of the stacked input is [x[b, s-1, p], x[b, s, p], x[b, s+1, p]]
+    with zeros beyond the ends. Returns B,S,P,C_out.
+    """
+    B, S, P, C = x.shape
+    taps = x.new_empty(B, S, P, 3, C, dtype=weight.dtype)  # written in three contiguous copies
+    taps[:, 1:, :, 0] = x[:, :-1]
+    taps[:, :1, :, 0] = 0
+    taps[:, :, :, 1] = x
+    taps[:, :-1, :, 2] = x[:, 1:]
+    taps[:, -1:, :, 2] = 0
+    out = torch.addmm(bias, taps.view(B * S * P, 3 * C), weight.t())
+    return out.view(B, S, P, -1)
+
+
+def gemm_weight(conv, dtype):
+    """nn.Conv1d weight C_out,C_in,3 -> the C_out,3*C_in matrix of ``temporal_conv`` (tap-major
+    rows), and the bias, in ``dtype``."""
+    weight = conv.weight.to(dtype)
+    return weight.transpose(1, 2).reshape(weight.shape[0], -1), conv.bias.to(dtype)
+
+
+def instance_norm_relu(x, eps=1e-5):
+    """ReLU of x normalised over time per track and channel. x: B,S,P,C."""
+    mean = x.mean(dim=1, keepdim=True)
+    centred = x - mean
+    var = centred.square().mean(dim=1, keepdim=True)
+    return F.relu(centred * torch.rsqrt(var + eps), inplace=True)
 
 
 class DeltaBlock(nn.Module):
-    """1-D ResNet over time mapping per-frame [correlations, flow embedding] to updates."""
+    """1-D ResNet over time mapping per-frame [correlations, flow embedding] to updates.
+
+    Every convolution runs as one matrix product over all (frame, track) rows of a chunk of
+    tracks, on activations kept time-major and channels-last (B,S,P,C): no transposes
+    between layers, and the instance norms are means over dim 1.
+    """
 
     def __init__(self, latent_dim=128, corr_levels=4, corr_radius=3, base_channels=128):
         super().__init__()
@@ -74,23 +100,69 @@ class DeltaBlock(nn.Module):
             ResidualBlock1d(widths[max(i - 1, 0)], widths[i], is_first_block=(i == 0)) for i in range(8))
         self.dense = nn.Linear(widths[7], 2)
 
-    def forward(self, fcorr, flow):
-        """fcorr: P,S,588 correlations. flow: P,S,2 frame-to-frame motion. Returns P,S,2."""
-        x = torch.cat([fcorr, flow_embedding(flow, self.latent_dim)], dim=2)  # P,S,718
-        out = F.relu(self.first_block_conv(x.permute(0, 2, 1)))  # P,128,S
+    def forward(self, fcorrs, flows):
+        """fcorrs: B,S,N,588 correlations. flows: B,S,N,2 frame-to-frame motion.
+
+        Returns the B,S,N,2 updates in float32 (or the weights' dtype, if wider). The
+        products run in the autocast dtype where autocast is on; the weights are cast once.
+        """
+        dtype = matmul_dtype(fcorrs.device, self.dense.weight.dtype)
+        convs = [gemm_weight(conv.conv, dtype) for conv in self._convs()]
+        dense = (self.dense.weight.to(dtype), self.dense.bias.to(dtype))
+        out_dtype = torch.promote_types(self.dense.weight.dtype, torch.float32)
+        step = max(1, chunk_size(DELTA_CHUNK, fcorrs.device) // fcorrs.shape[0])
+        deltas = [self._run_chunk(fcorrs[:, :, n:n + step], flows[:, :, n:n + step], convs, dense).to(out_dtype)
+                  for n in range(0, fcorrs.shape[2], step)]
+        return torch.cat(deltas, dim=2)
+
+    def _convs(self):
+        yield self.first_block_conv
         for block in self.basicblock_list:
-            out = block(out)
-        return self.dense(F.relu(out).permute(0, 2, 1))
+            yield block.conv1
+            yield block.conv2
+
+    def _run_chunk(self, fcorr, flow, convs, dense):
+        """fcorr: B,S,P,588, flow: B,S,P,2; convs: (weight, bias) in _convs order."""
+        x = torch.cat([fcorr, flow_embedding(flow, self.latent_dim)], dim=3)  # B,S,P,718
+        out = F.relu(temporal_conv(x, *convs[0]), inplace=True)
+        for i, block in enumerate(self.basicblock_list):
+            hidden = out if block.is_first_block else instance_norm_relu(out)
+            hidden = temporal_conv(hidden, *convs[2 * i + 1])
+            hidden = temporal_conv(instance_norm_relu(hidden), *convs[2 * i + 2])
+            lo = (block.out_channels - block.in_channels) // 2  # a widening shortcut pads zeros
+            hidden[..., lo:lo + block.in_channels] += out
+            out = hidden
+        return F.linear(F.relu(out), *dense)  # B,S,P,2
+
+
+def reference_delta_block(block, fcorrs, flows):
+    """``block(fcorrs, flows)`` computed as nn.Conv1d layers over P,C,S sequences, in chunks
+    of DELTA_CHUNK tracks: the formulation before the GEMM path, kept as the test oracle
+    and the benchmarks' baseline."""
+    B, S, N, _ = fcorrs.shape
+    step = max(1, chunk_size(DELTA_CHUNK, fcorrs.device) // B)
+    deltas = []
+    for n in range(0, N, step):
+        x = torch.cat([fcorrs[:, :, n:n + step], flow_embedding(flows[:, :, n:n + step], block.latent_dim)], dim=3)
+        out = F.relu(block.first_block_conv.conv(x.permute(0, 2, 3, 1).flatten(0, 1)))  # P,128,S
+        for res in block.basicblock_list:
+            hidden = out if res.is_first_block else F.relu(F.instance_norm(out))
+            hidden = res.conv2.conv(F.relu(F.instance_norm(res.conv1.conv(hidden))))
+            extra = res.out_channels - res.in_channels
+            out = hidden + F.pad(out, (0, 0, extra // 2, extra - extra // 2))
+        delta = block.dense(F.relu(out).transpose(1, 2))  # P,S,2
+        deltas.append(delta.view(B, -1, S, 2).transpose(1, 2))
+    return torch.cat(deltas, dim=2)
 
 
 def flow_embedding(flow, dim, temperature=10000):
     """[sin(x w), cos(x w), sin(y w), cos(y w)] for dim/4 frequencies w, then (x, y).
 
-    flow: P,S,2. Returns P,S,dim+2. w_k = temperature ** (-k / (dim/4 - 1)).
+    flow: ...,2. Returns ...,dim+2. w_k = temperature ** (-k / (dim/4 - 1)).
     """
     n_freq = dim // 4
     omega = 1.0 / temperature ** (torch.arange(n_freq, device=flow.device) / (n_freq - 1))
-    x = flow[..., 0:1] * omega  # P,S,n_freq
+    x = flow[..., 0:1] * omega  # ...,n_freq
     y = flow[..., 1:2] * omega
     emb = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=-1).to(flow.dtype)
     return torch.cat([emb, flow], dim=-1)
@@ -286,7 +358,7 @@ class Pips(nn.Module):
             flows = coords[:, 1:] - coords[:, :-1]
             flows = torch.cat([flows, flows[:, -1:]], dim=1)  # B,S,N,2
 
-            delta = self._run_delta_block(fcorrs, flows)  # B,S,N,2
+            delta = self.delta_block(fcorrs, flows)  # B,S,N,2
             if beautify and itr > 3 * iters // 4:
                 delta = delta * 0.5
             coords = coords + delta
@@ -295,14 +367,3 @@ class Pips(nn.Module):
             coord_predictions2.append(coords * self.stride)
         coord_predictions2.append(coords * self.stride)
         return coord_predictions1, coord_predictions2, (feats1, feats2, feats4)
-
-    def _run_delta_block(self, fcorrs, flows):
-        """fcorrs: B,S,N,588, flows: B,S,N,2 -> updates B,S,N,2, in chunks of tracks."""
-        B, S, N, D = fcorrs.shape
-        step = max(1, chunk_size(DELTA_CHUNK, fcorrs.device) // B)
-        deltas = []
-        for n in range(0, N, step):  # each chunk is reordered to tracks-major on its own
-            corr_seq = fcorrs[:, :, n:n + step].permute(0, 2, 1, 3).reshape(-1, S, D)
-            flow_seq = flows[:, :, n:n + step].permute(0, 2, 1, 3).reshape(-1, S, 2)
-            deltas.append(self.delta_block(corr_seq, flow_seq).reshape(B, -1, S, 2))
-        return torch.cat(deltas, dim=1).permute(0, 2, 1, 3)
