@@ -20,6 +20,7 @@ from fire import Fire
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from nets.precision import PRECISIONS
 from utils.misc import count_parameters, default_device, fail, load_model
 from utils.track import check_queries, grid_queries, stride_grid_queries, track_points
 from utils.video import VideoError, VideoWriter, iter_video_frames, video_info
@@ -65,12 +66,15 @@ def check_queries_fit(path, queries, T, H, W):
 
 def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16, image_size=(512, 896),
          max_iters=4, shuffle=False, log_freq=1, log_dir='./logs_demo', init_dir=DEFAULT_MODEL,
-         device=None, out_dir='./demo_outputs', queries=None, grid_stride=None):
+         device=None, out_dir='./demo_outputs', queries=None, grid_stride=None, precision='fp32'):
     """Track a grid of N points (or --queries, a .csv/.npy of t,x,y rows in video pixels at any
     frame, or --grid_stride=k: every k-th pixel of frame 0) through the first --max_iters*S frames
     (0: the whole video), every --timestride-th frame, at --image_size. --shuffle is accepted for
-    compatibility and unused."""
+    compatibility and unused. --precision=bf16|fp16 runs the matrix products in low precision
+    (fastest on GPUs; fp32 gives the published numbers)."""
     device = default_device(device)
+    if precision not in PRECISIONS:
+        fail(f'--precision must be one of {", ".join(PRECISIONS)}; got {precision!r}')
     filename = beside_script(str(filename), DEFAULT_VIDEO)
     init_dir = beside_script(init_dir, DEFAULT_MODEL)
     try:
@@ -132,7 +136,7 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
         with torch.no_grad():
             trajs = track_points(model, islice(frames(), T), queries, S=S, iters=iters, image_size=image_size,
                                  beautify=True, num_frames=T, progress=True, on_window=on_window,
-                                 last_window='short')
+                                 last_window='short', precision=precision)
     except VideoError as exc:
         fail(str(exc))
     total = time.time() - start_time

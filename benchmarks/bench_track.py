@@ -157,7 +157,8 @@ def main(cases='queries,memory,dense,online', device=None, lengths=(200, 1200), 
     if 'dense' in cases:
         for N in dense_points:
             r = in_subprocess('dense', device, T=2 * S, H=H, W=W, N=N, S=S, iters=iters)
-            print(f'dense: {r["points"]} points, {2 * S} frames: peak {r["peak_gb"] * 1e3:.0f} MB ({r["seconds"]:.1f} s)')
+            print(f'dense: {r["points"]} points, {2 * S} frames: peak {r["peak_gb"] * 1e3:.0f} MB '
+                  f'({r["seconds"]:.1f} s)')
     if 'online' in cases:
         r = in_subprocess('online', device, T=4 * S + 1, H=H, W=W, N=256, S=S, iters=iters)
         print(f'online: 256 points: {r["frames_per_s"]:.1f} frames/s; a frame is final {r["mean_delay_s"]:.2f} s '

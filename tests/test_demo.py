@@ -120,3 +120,9 @@ def test_bad_queries_files(tmp_path, untrained_dir, content, message):
     out = run_demo(tmp_path, f'--init_dir={untrained_dir}', f'--queries={queries}', '--max_iters=1', *FAST)
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert 'q.csv' in out.stderr and message in out.stderr
+
+
+def test_bad_precision(tmp_path):
+    out = run_demo(tmp_path, '--precision=fp64', *FAST)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert '--precision must be one of fp32, bf16, fp16' in out.stderr

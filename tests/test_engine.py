@@ -9,7 +9,7 @@ import utils.engine
 from nets.pips2 import Pips
 from tests.golden import golden_state_dict
 from tests.test_track import moving_video
-from utils.track import TrackStream, Tracker, stride_grid_queries, track_points
+from utils.track import Tracker, TrackStream, stride_grid_queries, track_points
 
 FAST = dict(iters=1, image_size=None)
 
@@ -196,3 +196,13 @@ def test_tracker_dense_grid_written_to_a_memmap(model, tmp_path):
     assert in_ram.shape == (7, 5 * 6, 2)  # 128x144 frames
     np.testing.assert_array_equal(np.load(out), in_ram)
     np.testing.assert_array_equal(np.asarray(in_file), in_ram)
+
+
+def test_bf16_tracks_stay_close_to_fp32_and_bad_precision_is_refused(model):
+    video = moving_video(6)
+    queries = [[0, 30.0, 40.0], [3, 70.0, 64.0]]
+    fp32 = track_points(model, video, queries, S=5, **FAST)
+    bf16 = track_points(model, video, queries, S=5, precision='bf16', **FAST)
+    assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).mean() < 0.5
+    with pytest.raises(ValueError, match='precision must be one of fp32, bf16, fp16'):
+        track_points(model, video, queries, S=5, precision='fp64', **FAST)

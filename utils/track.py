@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nets.precision import check_precision, inference_precision
 from utils.engine import ChunkStates, DiskStore, Sweep
 
 
@@ -234,7 +235,7 @@ def check_video_array(frames):
 @torch.no_grad()
 def track_points(model, frames, queries, S=128, iters=16, image_size=(512, 896), beautify=False,
                  num_frames=None, progress=False, on_window=None, *, last_window='shift', point_chunk=2048,
-                 out=None, spill_dir=None):
+                 out=None, spill_dir=None, precision='fp32'):
     """Track ``queries`` through a video of any length.
 
     model: a Pips model (its device is used). frames: a T,H,W,3 uint8 numpy array, a
@@ -248,10 +249,13 @@ def track_points(model, frames, queries, S=128, iters=16, image_size=(512, 896),
     through a window (bounds memory for dense grids). out: a ``.npy`` path to write the
     tracks to as a memmap (for very large T x N). spill_dir: where the temporary file of
     features for backward passes goes (default: the system's temporary folder).
+    precision: 'fp32' (default, the published numbers), 'bf16' or 'fp16' (autocast of the
+    matrix products; coordinates stay float32, see nets/precision.py).
     Returns T,N,2 float32 tracks in the video's pixels; row t of a query is exactly its (x, y).
     """
     queries = check_queries(queries)
     check_video_array(frames)
+    check_precision(precision)
     if num_frames is None and isinstance(frames, (np.ndarray, torch.Tensor)):
         num_frames = len(frames)
     last_query_frame = int(queries[:, 0].max())
@@ -262,10 +266,11 @@ def track_points(model, frames, queries, S=128, iters=16, image_size=(512, 896),
     run = TrackingRun(model, S, iters, image_size, beautify, rows, spill_until=spill_until,
                       point_chunk=point_chunk, spill_dir=spill_dir, on_window=on_window, on_progress=bar.update)
     try:
-        run.add_queries(queries)
-        for frame in frames:
-            run.push(frame)
-        run.finish(last_window)
+        with inference_precision(precision, run.device):
+            run.add_queries(queries)
+            for frame in frames:
+                run.push(frame)
+            run.finish(last_window)
     finally:
         run.close()
         bar.close()
@@ -293,8 +298,10 @@ class TrackStream:
     """
 
     def __init__(self, model, queries=None, S=48, iters=16, image_size=(512, 896), beautify=True, *,
-                 backward=True, point_chunk=2048, spill_dir=None):
+                 backward=True, point_chunk=2048, spill_dir=None, precision='fp32'):
+        check_precision(precision)
         self.backward = backward
+        self.precision = precision
         self.rows = TrackRows()
         self.run = TrackingRun(model, S, iters, image_size, beautify, self.rows,
                                spill_until=None if backward else -1, point_chunk=point_chunk, spill_dir=spill_dir)
@@ -317,7 +324,8 @@ class TrackStream:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f'frames must be H,W,3 uint8 RGB; got {frame.shape} {frame.dtype}')
         try:
-            self.run.push(frame)
+            with inference_precision(self.precision, self.run.device):
+                self.run.push(frame)
         except BaseException:
             self.run.close()
             raise
@@ -327,7 +335,8 @@ class TrackStream:
     def finish(self):
         """Track the rest and return all T,N,2 tracks (video pixels)."""
         self.finished = True
-        self.run.finish('short', backward=self.backward)
+        with inference_precision(self.precision, self.run.device):
+            self.run.finish('short', backward=self.backward)
         return self.rows.tracks()
 
     def _emit(self):
@@ -378,8 +387,10 @@ class Tracker:
     frame 0). Tracks come back in the video's pixels.
     """
 
-    def __init__(self, model, S=48, iters=16, image_size=(512, 896), beautify=True):
+    def __init__(self, model, S=48, iters=16, image_size=(512, 896), beautify=True, precision='fp32'):
+        check_precision(precision)
         self.model = model.eval()
+        self.precision = precision
         self.S = S
         self.iters = iters
         self.image_size = image_size
@@ -413,9 +424,9 @@ class Tracker:
             queries = stride_grid_queries(H, W, grid_stride) if grid_stride else grid_queries(H, W, 1024)
         return track_points(self.model, frames, queries, S=self.S, iters=self.iters,
                             image_size=self.image_size, beautify=self.beautify, num_frames=num_frames,
-                            progress=progress, out=out)
+                            progress=progress, out=out, precision=self.precision)
 
     def stream(self, queries=None, *, backward=True, spill_dir=None):
         """An online ``TrackStream`` with this tracker's settings."""
         return TrackStream(self.model, queries, S=self.S, iters=self.iters, image_size=self.image_size,
-                           beautify=self.beautify, backward=backward, spill_dir=spill_dir)
+                           beautify=self.beautify, backward=backward, spill_dir=spill_dir, precision=self.precision)
