@@ -7,8 +7,9 @@ reproduces a sample.
 
 The photometric recipe is the original's, written for albumentations 2.x with the
 distributions of the 1.x release the original used: Gaussian noise whose variance (not
-standard deviation) is uniform in 10..50 (0..255 units), and motion-blur kernels that are
-one-pixel lines between two random cells of a random odd square (3..7), as 1.x drew them.
+standard deviation) is uniform in 10..50 (0..255 units), added as 1.x added it, and
+motion-blur kernels that are one-pixel lines between two random cells of a random odd
+square (3..7), as 1.x drew them.
 """
 
 import random
@@ -47,13 +48,17 @@ class Clip:
 
 
 class VarianceGaussNoise(A.GaussNoise):
-    """GaussNoise drawing its variance uniformly from NOISE_VARIANCE (albumentations 1.x's
-    parametrisation); one noise field per draw."""
+    """GaussNoise as albumentations 1.x drew and added it: the variance uniform in
+    NOISE_VARIANCE, one noise field per draw, added to the uint8 image in float, clipped
+    and truncated (2.x rounds the noise toward zero first, which weakens it)."""
 
     def get_params_dependent_on_data(self, params, data):
         std = np.sqrt(self.py_random.uniform(*NOISE_VARIANCE)) / 255  # fraction of the uint8 range
         self.std_range = (std, std)
         return super().get_params_dependent_on_data(params, data)
+
+    def apply(self, img, noise_map, **params):
+        return np.clip(img.astype(np.float32) + noise_map, 0, 255).astype(np.uint8)
 
 
 class LineMotionBlur(A.MotionBlur):
