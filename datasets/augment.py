@@ -230,8 +230,10 @@ def drifting_corners(clip, crop_size, rng):
 
 def spatial_augs(clip, resize_size, crop_size, rng):
     """Resize to resize_size (at least crop + CROP_SLACK), random padding, smoothly drifting
-    scale and crop, random flips (in place)."""
+    scale and crop, random flips (in place). Frames come out float32, as in the original
+    (which truncated them to uint8 at the end)."""
     S = len(clip.rgbs)
+    clip.rgbs = [rgb.astype(np.float32) for rgb in clip.rgbs]
     base = (max(resize_size[0], crop_size[0] + CROP_SLACK), max(resize_size[1], crop_size[1] + CROP_SLACK))
     resize_frames(clip, [base] * S)
     pad_frames(clip, *rng.integers(0, PAD_MAX, 4))

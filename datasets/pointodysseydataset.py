@@ -247,11 +247,14 @@ class PointOdysseyClips(torch.utils.data.Dataset):
     def augment(self, clip, rng):
         """Photometric, eraser and time-reversal augmentations (with use_augs), then the
         spatial ones (with use_augs, probability 0.7), else a plain crop of the native
-        frames or a plain resize."""
+        frames or a plain resize. As in the original, frames stay float32 (resized without
+        rounding, truncated at the end) after the photometric pass unless erased."""
         if self.use_augs:
             clip.rgbs = augment.augment_video(self.color_augmenter, clip.rgbs)
             if rng.random() < augment.ERASER_PROB:
                 augment.erase_patches(clip.rgbs, clip.trajs, clip.visibs, rng)
+            else:
+                clip.rgbs = [rgb.astype(np.float32) for rgb in clip.rgbs]
             if rng.random() < augment.REVERSE_PROB:
                 clip = augment.reverse_time(clip)
         if self.use_augs and rng.random() < augment.SPATIAL_PROB:
@@ -279,7 +282,7 @@ class PointOdysseyClips(torch.utils.data.Dataset):
 
     def pack(self, clip, trajs, visibs, valids):
         """The sample dict of tensors."""
-        rgbs = torch.from_numpy(np.stack(clip.rgbs)).permute(0, 3, 1, 2).contiguous()  # S,3,H,W
+        rgbs = torch.from_numpy(np.stack(clip.rgbs).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()  # S,3,H,W
         if clip.labels is None:
             masks = edges = torch.zeros((self.S, 1) + self.crop_size)
         else:
