@@ -96,7 +96,8 @@ def augment_video(augmenter, frames):
     with warnings.catch_warnings():  # replaying warns about arguments it does not need
         warnings.simplefilter('ignore', UserWarning)
         first = augmenter(image=frames[0])
-        rest = [A.ReplayCompose.replay(first['replay'], image=frame)['image'] for frame in frames[1:]]
+        replay = A.ReplayCompose._restore_for_replay(first['replay'])  # built once, not per frame
+        rest = [replay(force_apply=True, image=frame)['image'] for frame in frames[1:]]
     return [first['image']] + rest
 
 

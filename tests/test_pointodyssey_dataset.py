@@ -212,6 +212,7 @@ def test_spatial_path_resizes_to_at_least_crop_plus_16(crop_size, resize_size, b
                 np.ones((2, 1), bool), np.ones((2, 1), bool))
     augment.spatial_augs(clip, resize_size, crop_size, np.random.default_rng(0))
     assert sizes[0] == [base, base] and clip.rgbs[0].shape[:2] == crop_size
+    assert clip.rgbs[0].dtype == np.float32  # as the original, truncated to uint8 only when packed
 
 
 def test_drifting_crop_stays_one_pixel_short_of_the_far_edge():
