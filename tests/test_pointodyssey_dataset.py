@@ -111,6 +111,61 @@ def test_matches_the_original_loader(tmp_path, monkeypatch):
         assert not dataset[index][1]  # one more than survive: refused, as the original
 
 
+class ReplayedDraws:
+    """Stands in for a sample's numpy Generator, handing out the numbers the original drew,
+    in order; its padding came as x0, x1, y0, y1, ours is asked as top, bottom, left, right.
+    The final shuffle is the identity (the tracks are compared as a set)."""
+
+    def __init__(self, draws):
+        self.draws = list(draws)
+
+    def take(self, count):
+        taken, self.draws = self.draws[:count], self.draws[count:]
+        assert len(taken) == count, 'the loader drew more numbers than the original'
+        return taken
+
+    def random(self):
+        return self.take(1)[0]
+
+    def uniform(self, low, high):
+        value = self.take(1)[0]
+        assert low <= value < high
+        return value
+
+    def integers(self, low, high=None, size=None):
+        values = np.array(self.take(size or 1), np.int64)
+        if size == 4:  # padding
+            values = values[[2, 3, 0, 1]]
+        return values if size else values[0]
+
+    def permutation(self, n):
+        return np.arange(n)
+
+
+def test_matches_the_original_with_augmentations(tmp_path, monkeypatch):
+    """Clips on the spatial path (resize, padding, drifting zoom and crop; eraser draws),
+    fed the numbers the original drew: the same tracks, positions, visibility, validity,
+    masks, edges and frames."""
+    reference = np.load(os.path.join(DATA, 'pod_reference.npz'))
+    write_reference_sequence(str(tmp_path / 'train' / 'seq_000'))
+    monkeypatch.setattr(augment, 'augment_video', lambda augmenter, frames: frames)  # as the original's run
+    for case in range(3):
+        index, n = (int(v) for v in reference[f'aug{case}_meta'])
+        draws = ReplayedDraws(reference[f'aug{case}_draws'])
+        monkeypatch.setattr(augment, 'sample_rng', lambda seed, index, augmenter, draws=draws: draws)
+        dataset = PointOdysseyClips(str(tmp_path), S=S, N=n, strides=(1, 2), crop_size=(96, 128),
+                                    resize_size=RESIZE, use_augs=True)
+        sample, gotit = dataset[index]
+        assert gotit and draws.draws == []
+        trajs, visibs, valids = sorted_tracks(sample)
+        np.testing.assert_allclose(trajs, reference[f'aug{case}_trajs'], atol=1e-3)
+        assert (visibs == reference[f'aug{case}_visibs']).all() and (valids == reference[f'aug{case}_valids']).all()
+        assert (sample['masks'][:, 0].numpy() == reference[f'aug{case}_masks']).all()
+        assert ((sample['edges'][:, 0].numpy() > 0) == (reference[f'aug{case}_edges'] > 0)).all()
+        sums = sample['rgbs'].numpy().astype(np.int64).sum(axis=(2, 3))
+        assert np.abs(sums - reference[f'aug{case}_rgb_sums']).max() <= 96 * 128
+
+
 def test_needs_n_tracks_or_half_with_req_full(tmp_path, monkeypatch):
     xy = write_still_tracks(str(tmp_path / 'train' / 'still'), 100)
     monkeypatch.setattr(augment, 'PLAIN_CROP_PROB', 0.0)  # plain resize: every track survives
