@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from fire import Fire
 
-from datasets.pointodysseydataset import ClipRefused, PointOdysseyDataset
+from datasets.pointodysseydataset import ClipRefused, PointOdysseyClips
 from utils.video import write_mp4
 
 HOST = socket.gethostname()
@@ -250,7 +250,7 @@ def main(dset='train', S=36, N=128, crop_size=(384, 512), use_augs=True, log_dir
     export_dir = os.path.join(out_dir, '%s_%d_%d_%dx%d' % (mod, S, N, *crop_size))
     os.makedirs(export_dir, exist_ok=True)
     sweep_leftovers(export_dir, stale_lock_s)
-    dataset = PointOdysseyDataset(dataset_location, dset=dset, use_augs=use_augs, S=S, N=N, crop_size=crop_size,
+    dataset = PointOdysseyClips(dataset_location, dset=dset, use_augs=use_augs, S=S, N=N, crop_size=crop_size,
                                   quick=quick, seed=seed)
     if len(dataset) == 0:
         sys.exit(f'error: no clips of {S} frames in {os.path.join(dataset_location, dset)}')

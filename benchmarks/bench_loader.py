@@ -5,8 +5,7 @@
 Writes a 540x960 sequence (PointOdyssey's resolution) in a temporary folder, then times,
 in this one process: the raw PointOdyssey loader at the export configuration (S=36, N=128,
 384x512 crops), the export itself (which adds JPEG + H.264 encoding), and ExportDataset
-reading those clips at the training configuration (S=36, 256x384 crops of the 384x512
-export).
+reading those clips back (S=36; clips are read at the size they were exported at).
 """
 
 import contextlib
@@ -23,10 +22,10 @@ sys.path.insert(0, ROOT)
 
 import export_mp4_dataset  # noqa: E402
 from datasets.exportdataset import ExportDataset  # noqa: E402
-from datasets.pointodysseydataset import PointOdysseyDataset  # noqa: E402
+from datasets.pointodysseydataset import PointOdysseyClips  # noqa: E402
 from tests.fixtures.pointodyssey import write_sequence  # noqa: E402
 
-S, N, EXPORT_CROP, TRAIN_CROP = 36, 128, (384, 512), (256, 384)
+S, N, EXPORT_CROP = 36, 128, (384, 512)
 
 
 def clips_per_second(load, count):
@@ -45,12 +44,12 @@ def main(clips=6, reads=20):
         write_sequence(os.path.join(tmp, 'pod', 'train', 'seq_000'), T=150, H=540, W=960, N=4000)
         print(f'fixture: 150 frames of 540x960, 4000 tracks ({time.perf_counter() - start:.1f} s)')
         with contextlib.redirect_stdout(io.StringIO()):
-            raw = {augs: PointOdysseyDataset(os.path.join(tmp, 'pod'), use_augs=augs, S=S, N=N, crop_size=EXPORT_CROP,
+            raw = {augs: PointOdysseyClips(os.path.join(tmp, 'pod'), use_augs=augs, S=S, N=N, crop_size=EXPORT_CROP,
                                              seed=0) for augs in (False, True)}
         for augs, dataset in raw.items():
             step = len(dataset) // clips
             rate = clips_per_second(lambda i, d=dataset, s=step: d[i * s], clips)
-            print(f'raw PointOdysseyDataset, S={S}, 384x512, use_augs={augs}: {rate:.2f} clips/s')
+            print(f'raw PointOdysseyClips, S={S}, 384x512, use_augs={augs}: {rate:.2f} clips/s')
 
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
@@ -63,10 +62,10 @@ def main(clips=6, reads=20):
 
         for augs in (False, True):
             with contextlib.redirect_stdout(io.StringIO()):
-                dataset = ExportDataset(os.path.join(tmp, 'export'), version, S=S, N=N, crop_size=TRAIN_CROP,
+                dataset = ExportDataset(os.path.join(tmp, 'export'), version, S=S, N=N, crop_size=EXPORT_CROP,
                                         use_augs=augs)
             rate = clips_per_second(lambda i, d=dataset: d[i % len(d)], reads)
-            print(f'ExportDataset, S={S}, 256x384 crops of 384x512, use_augs={augs}: {rate:.2f} clips/s')
+            print(f'ExportDataset, S={S}, 384x512, use_augs={augs}: {rate:.2f} clips/s')
 
 
 if __name__ == '__main__':

@@ -21,60 +21,15 @@ reads them one at a time or a window at a time.
 
 import os
 
-import cv2
 import numpy as np
 import torch
 
-from datasets.common import DatasetError, read_rgb
+from datasets.common import DatasetError, FrameSequence
 
 VIDEOS = ('HT21-01', 'HT21-02', 'HT21-03', 'HT21-04')
 BORDER = 32  # px; annotations this close to the border are unreliable
 MIN_MOTION = 150  # px; summed frame-to-frame motion a head needs to be kept
 MOT_COLUMNS = 9
-
-
-class FrameSequence:
-    """A video stored as one image file per frame, read only when asked.
-
-    Iterating yields H,W,3 uint8 RGB frames one at a time; ``read(start, end, size)``
-    returns frames start..end-1 as one end-start,3,H,W uint8 tensor, resized to
-    ``size`` = (H, W) with OpenCV's bilinear filter as the original test scripts did.
-    Every frame must have the first frame's size (DatasetError naming the file if not).
-    """
-
-    def __init__(self, paths):
-        self.paths = list(paths)
-        self._size = None
-
-    def __len__(self):
-        return len(self.paths)
-
-    def size(self):
-        """(H, W) of the frames, from the first one."""
-        if self._size is None:
-            if not self.paths:
-                raise DatasetError('an empty frame sequence has no size')
-            self._size = read_rgb(self.paths[0]).shape[:2]
-        return self._size
-
-    def frame(self, index):
-        """Frame ``index`` as H,W,3 uint8 RGB."""
-        image = read_rgb(self.paths[index])
-        if image.shape[:2] != self.size():
-            raise DatasetError(f'{self.paths[index]}: frame is {image.shape[1]}x{image.shape[0]}, '
-                               f'the video\'s first frame {self.size()[1]}x{self.size()[0]}')
-        return image
-
-    def __iter__(self):
-        for index in range(len(self.paths)):
-            yield self.frame(index)
-
-    def read(self, start, end, size=None):
-        """Frames start..end-1 as end-start,3,H,W uint8 (resized to ``size`` if given)."""
-        frames = [self.frame(index) for index in range(start, end)]
-        if size is not None:
-            frames = [cv2.resize(f, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR) for f in frames]
-        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # T,3,H,W
 
 
 def read_mot_rows(path):

@@ -1,10 +1,8 @@
 """PointOdyssey sequences in full (the test set: ~2k frames each) for test_on_pod.py.
 
 Layout: ``<dataset_location>/<dset>/<sequence>/rgbs/rgb_%05d.jpg`` (frames counted from 0)
-and the annotations in ``anno.npz`` (or, in older releases, ``annotations.npz``), in
-either form: v1.2 (``trajs_2d`` T,M,2 pixels, ``visibs`` T,M, ``valids`` T,M) or legacy
-(``trajs_2d`` and ``visibilities`` T,M with 0 occluded, 1 visible, 2 invalid: valid =
-value < 2, visible = value == 1).
+and the annotations in ``anno.npz`` or ``annotations.npz`` (either form, read by
+``datasets.common.read_annotations``).
 
 The original test protocol, in order: non-finite coordinates become (0, 0), invalid and
 invisible; points within 1 px of the border (x < 1, x > W-2, y < 1 or y > H-2) are
@@ -20,14 +18,11 @@ them one at a time or a window at a time).
 
 import glob
 import os
-import zipfile
 
 import numpy as np
 import torch
 
-from datasets.common import DatasetError
-from datasets.crohddataset import FrameSequence
-from datasets.pointodysseydataset import annotation_path, read_visibility
+from datasets.common import DatasetError, FrameSequence, annotation_path, read_annotations
 
 BORDER = 1  # px
 MIN_GOOD_FRAMES = 8  # frames a kept point is valid and visible in
@@ -35,35 +30,12 @@ MAX_JUMP = 512  # px between consecutive frames; a point jumping this far is dro
 CLAMP_MARGIN = 32  # px outside the frame
 
 
-def read_annotations(seq_dir):
-    """(trajs T,M,2 float32 as the original reads them, visibs T,M bool, valids T,M bool) of a
-    sequence folder, from either annotation form (the training loader's reader)."""
-    path = annotation_path(seq_dir)
-    if path is None:
-        raise DatasetError(f'{seq_dir}: no anno.npz or annotations.npz in this sequence folder')
-    try:
-        with np.load(path, allow_pickle=False) as anno:
-            if 'trajs_2d' not in anno.files:
-                raise DatasetError(f'{path}: no trajs_2d (keys: {sorted(anno.files)})')
-            trajs = anno['trajs_2d'].astype(np.float32)
-            visibs, valids = read_visibility(anno, path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f'{path}: cannot read the annotations ({exc})') from exc
-    if trajs.ndim != 3 or trajs.shape[2] != 2 or visibs.shape != trajs.shape[:2] or valids.shape != visibs.shape:
-        raise DatasetError(f'{path}: trajs_2d {trajs.shape}, visibility {visibs.shape} and validity '
-                           f'{valids.shape} are not T,M,2 / T,M / T,M')
-    return trajs, visibs, valids
-
-
 def select_points(trajs, visibs, valids, H, W, N):
     """The original's test filter and evenly spaced pick (see the module docstring) on
-    T,M arrays of H x W frames; returns (trajs T,n,2, visibs T,n, valids T,n), n <= N."""
-    finite = np.isfinite(trajs).all(axis=-1)  # T,M
-    trajs = np.where(finite[..., None], trajs, 0.0)
+    T,M arrays of H x W frames (non-finite points already zeroed and invalid); returns
+    (trajs T,n,2, visibs T,n, valids T,n), n <= N."""
     x, y = trajs[..., 0], trajs[..., 1]
-    inside = finite & (x >= BORDER) & (x <= W - 1 - BORDER) & (y >= BORDER) & (y <= H - 1 - BORDER)
+    inside = (x >= BORDER) & (x <= W - 1 - BORDER) & (y >= BORDER) & (y <= H - 1 - BORDER)
     visibs, valids = visibs & inside, valids & inside
     good = visibs & valids
     largest_jump = np.linalg.norm(trajs[1:] - trajs[:-1], axis=-1).max(axis=0, initial=0.0)  # M
@@ -85,7 +57,7 @@ def frame_paths(seq_dir):
     return paths
 
 
-class PointOdysseyDataset(torch.utils.data.Dataset):
+class PointOdysseyTestSequences(torch.utils.data.Dataset):
     """Full PointOdyssey sequences of split ``dset`` (see the module docstring).
 
     A sample holds ``name`` (the sequence folder's name), the original's ``seq`` (its
@@ -111,9 +83,12 @@ class PointOdysseyDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         seq_dir = self.sequences[index]
         paths = frame_paths(seq_dir)
-        trajs, visibs, valids = read_annotations(seq_dir)
+        anno = annotation_path(seq_dir)
+        if anno is None:
+            raise DatasetError(f'{seq_dir}: no anno.npz or annotations.npz in this sequence folder')
+        trajs, visibs, valids = read_annotations(anno)
         if len(trajs) != len(paths):
-            raise DatasetError(f'{annotation_path(seq_dir)}: annotations for {len(trajs)} frames '
+            raise DatasetError(f'{anno}: annotations for {len(trajs)} frames '
                                f'but {len(paths)} frames in rgbs/')
         H, W = FrameSequence(paths).size()
         trajs, visibs, valids = select_points(trajs, visibs, valids, H, W, self.N)
@@ -127,3 +102,6 @@ class PointOdysseyDataset(torch.utils.data.Dataset):
     def frames(sample):
         """The sample's frames as a FrameSequence (iterable, or read by window)."""
         return FrameSequence(sample['frame_paths'])
+
+
+PointOdysseyDataset = PointOdysseyTestSequences  # the original's name

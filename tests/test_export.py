@@ -139,23 +139,34 @@ def write_fake_clip(clip_dir, T=S, H=144, W=160, M=40, seed=0):
     return xy
 
 
-def test_export_dataset_crops_consistently(tmp_path):
+def test_export_dataset_reads_n_of_the_stored_tracks(tmp_path):
     stored = [write_fake_clip(str(tmp_path / 'v' / f'{step:06d}'), seed=step) for step in range(2)]
-    dataset = ExportDataset(str(tmp_path), 'v', S=S, N=N, crop_size=(96, 128), use_augs=False)
-    for index in (0, 1, 0, 1):
+    dataset = ExportDataset(str(tmp_path), 'v', S=S, N=N, crop_size=(144, 160), use_augs=False)
+    for index in (0, 1, 0):
         sample = dataset[index]
         rgbs, track_g = sample['rgbs'], sample['track_g'].numpy()
-        assert rgbs.shape == (S, 3, 96, 128) and rgbs.dtype == torch.uint8 and track_g.shape == (S, N, 4)
-        usable = track_g[0, :, 2] * track_g[0, :, 3] > 0
-        assert usable.sum() >= N // 2 and (track_g[:, ~usable, 3] == 0).all()
-        x, y = np.round(track_g[0, usable, :2]).astype(int).T
-        colour = rgbs[0].numpy()[:, y, x].astype(int)  # 3,n: the stored clip's (x, y) under each track
-        corner = np.median(colour[:2] - [x, y], axis=1)  # where the crop starts in the stored clip
-        assert np.abs(colour[:2] - [x, y] - corner[:, None]).max() <= 4  # lossy video, else exact
-        assert -3 <= corner[0] <= 32 + 3 and -3 <= corner[1] <= 48 + 3
-        moved_back = track_g[0, usable, :2] + corner  # each is one of the stored tracks
-        assert np.linalg.norm(moved_back[:, None] - stored[index][None], axis=-1).min(axis=1).max() < 4
-        assert ((x >= 1) & (x <= 126) & (y >= 1) & (y <= 94)).all()
+        assert rgbs.shape == (S, 3, 144, 160) and rgbs.dtype == torch.uint8 and track_g.shape == (S, N, 4)
+        which = np.abs(track_g[0, :, None, :2] - stored[index][None]).max(axis=-1).argmin(axis=1)
+        np.testing.assert_allclose(track_g[0, :, :2], stored[index][which], atol=1e-4)  # N distinct stored tracks
+        assert len(set(which)) == N
+        x, y = np.round(track_g[0, :, :2]).astype(int).T
+        colour = rgbs[0].numpy()[:2, y, x].astype(int)  # the frame's pixel (x, y) is coloured (x, y)
+        assert np.abs(colour - [x, y]).max() <= 4  # lossy video, else exact: not cropped
+    every = ExportDataset(str(tmp_path), 'v', S=S, N=None, crop_size=(144, 160))
+    assert every.N == 40 and every[1]['track_g'].shape == (S, 40, 4)
+    np.testing.assert_allclose(every[1]['track_g'][0, :, :2].numpy(), stored[1], atol=1e-4)  # all, stored order
+
+
+def test_export_dataset_second_pass_runs_on_bgr(tmp_path):
+    import albumentations as A
+    write_fake_clip(str(tmp_path / 'v' / '000000'), M=N)
+    dataset = ExportDataset(str(tmp_path), 'v', S=S, crop_size=(144, 160), use_augs=True)
+    dataset.color_augmenter = A.ReplayCompose([A.ToGray(p=1.0)])  # weights R 0.299, G 0.587, B 0.114
+    plain = ExportDataset(str(tmp_path), 'v', S=S, crop_size=(144, 160))
+    rgb = plain[0]['rgbs'][0].float().numpy()  # 3,H,W
+    gray = dataset[0]['rgbs'][0, 0].float().numpy()
+    as_bgr = 0.114 * rgb[0] + 0.587 * rgb[1] + 0.299 * rgb[2]  # red weighed as blue: the original's order
+    assert np.abs(gray - as_bgr).mean() < 1 < np.abs(gray - (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])).mean()
 
 
 def test_export_dataset_skips_a_corrupt_clip_and_says_which(exported, tmp_path, capsys):
@@ -180,7 +191,10 @@ def test_export_dataset_size_checks(tmp_path):
     with pytest.raises(DatasetError, match='no exported clips'):
         ExportDataset(str(tmp_path), 'v')
     write_fake_clip(str(tmp_path / 'v' / '000000'))
-    with pytest.raises(DatasetError, match='8 frames of 144x160 with 40 tracks'):
-        ExportDataset(str(tmp_path), 'v', S=S, N=N, crop_size=(192, 128))
-    with pytest.raises(DatasetError, match='need at least 36 frames'):
-        ExportDataset(str(tmp_path), 'v', S=36, N=N, crop_size=(96, 128))
+    for crop in ((96, 128), (192, 160)):  # larger clips are not cropped, smaller ones not padded
+        with pytest.raises(DatasetError, match=f'clips are 144x160 but crop_size is {crop[0]}x{crop[1]}'):
+            ExportDataset(str(tmp_path), 'v', S=S, N=N, crop_size=crop)
+    with pytest.raises(DatasetError, match='clips hold 8 frames, fewer than S=36'):
+        ExportDataset(str(tmp_path), 'v', S=36, N=N, crop_size=(144, 160))
+    with pytest.raises(DatasetError, match='clips hold 40 tracks, fewer than the N=64 asked for'):
+        ExportDataset(str(tmp_path), 'v', S=S, N=64, crop_size=(144, 160))
