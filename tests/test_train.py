@@ -141,8 +141,10 @@ def test_nan_loss_stops_with_the_step(export_root, tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_first(export_root, tmp_path):
     args = train_args(export_root, tmp_path, max_iters=1000, save_freq=1000, val_freq=0)
+    # a shell's background jobs start with SIGINT ignored; give the run Python's usual Ctrl-C
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if '; step 000002/1000' in line:
             proc.send_signal(signal.SIGINT)

@@ -291,6 +291,16 @@ def log_visuals(sw, rgbs, trajs_g, vis_g, valids, trajs_e0, preds_anim):
                         valids=valids[0:1, ::4], cmap='spring', linewidth=2)
 
 
+def make_optimizer(model, cfg):
+    """The original's AdamW and, with --use_scheduler, its one-cycle schedule (10% warm-up,
+    linear annealing, 100 spare steps); the scheduler is None without it."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-6, eps=1e-8)
+    if not cfg.use_scheduler:
+        return optimizer, None
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, cfg.max_iters + 100, pct_start=0.1,
+                                                          cycle_momentum=False, anneal_strategy='linear')
+
+
 class NonFiniteLoss(Exception):
     """The loss of a training step is NaN or infinite."""
 
@@ -302,12 +312,7 @@ class Trainer:
         self.cfg, self.samples = cfg, samples
         model = Pips(stride=cfg.stride).to(cfg.device)
         model.norm.requires_grad_(False)  # the unused GroupNorm: no gradient, so DDP need not wait for one
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-6, eps=1e-8)
-        self.scheduler = None
-        if cfg.use_scheduler:
-            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, cfg.lr, cfg.max_iters + 100, pct_start=0.1, cycle_momentum=False,
-                anneal_strategy='linear')
+        self.optimizer, self.scheduler = make_optimizer(model, cfg)
         if cfg.is_main:
             count_parameters(model)
         self.start_step = self.done_step = self.saved_step = self.restore(model)
