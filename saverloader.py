@@ -58,21 +58,24 @@ def save(ckpt_dir, optimizer, model, global_step, scheduler=None, keep_latest=5,
 
 
 def read_checkpoint(path):
-    """Load a checkpoint file's dict; raise CheckpointError if it cannot be read."""
+    """Load a checkpoint file's dict; CheckpointError in one line if it cannot be read
+    (a truncated or corrupt file: '<path>: not a readable PyTorch checkpoint')."""
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
         if 'Unsupported global' not in str(exc):
-            raise CheckpointError(f'{path}: cannot read checkpoint ({exc})') from exc
+            raise CheckpointError(f'{path}: not a readable PyTorch checkpoint') from exc
         # Older checkpoints pickle scheduler internals that the safe loader refuses.
         warnings.warn(f'{path}: loading with full unpickling (only do this for files you trust)',
                       stacklevel=2)
+    except OSError as exc:
+        raise CheckpointError(f'{path}: cannot open ({exc.strerror or exc})') from exc
     except Exception as exc:
-        raise CheckpointError(f'{path}: cannot read checkpoint ({type(exc).__name__}: {exc})') from exc
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint') from exc
     try:
         return torch.load(path, map_location='cpu', weights_only=False)
     except Exception as exc:
-        raise CheckpointError(f'{path}: cannot read checkpoint ({type(exc).__name__}: {exc})') from exc
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint') from exc
 
 
 def _strip_module_prefix(state):

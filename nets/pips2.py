@@ -220,18 +220,32 @@ class BasicEncoder(nn.Module):
         return self.conv3(x)
 
 
-def sequence_loss(coord_predictions, trajs_g, valids, gamma=0.8):
-    """Mean over iterations of gamma-weighted masked L1 errors (later ones weigh more).
+def masked_error_sums(coord_predictions, trajs_g, valids):
+    """Per iteration, the sum over valid entries of the |error| averaged over x and y.
 
-    coord_predictions: list of B,S,N,2. trajs_g: B,S,N,2. valids: B,S,N.
-    Each term is the |error| averaged over x and y, then sum(e*v) / (1e-6 + sum(v)).
+    coord_predictions: list of B,S,N,2. trajs_g: B,S,N,2. valids: B,S,N. Returns I sums.
     """
-    n = len(coord_predictions)
+    return torch.stack([((pred - trajs_g).abs().mean(dim=3) * valids).sum() for pred in coord_predictions])
+
+
+def weigh_iterations(error_sums, valid_count, gamma=0.8):
+    """Mean over iterations of the masked means error_sum / (1e-6 + valid_count), each
+    weighted by gamma ** (I - i - 1) (later ones weigh more)."""
+    n = len(error_sums)
     total = 0.0
-    for i, pred in enumerate(coord_predictions):
-        err = (pred - trajs_g).abs().mean(dim=3)  # B,S,N
-        total = total + gamma ** (n - i - 1) * (err * valids).sum() / (1e-6 + valids.sum())
+    for i, error_sum in enumerate(error_sums):
+        total = total + gamma ** (n - i - 1) * error_sum / (1e-6 + valid_count)
     return total / n
+
+
+def sequence_loss(coord_predictions, trajs_g, valids, gamma=0.8):
+    """The training loss: gamma-weighted masked L1 errors of the I per-iteration estimates.
+
+    Each term is the |error| averaged over x and y, then sum(e*v) / (1e-6 + sum(v)).
+    Data-parallel training sums error_sums and the count over processes first
+    (utils.training.data_parallel_loss).
+    """
+    return weigh_iterations(masked_error_sums(coord_predictions, trajs_g, valids), valids.sum(), gamma)
 
 
 def check_inputs(trajs_e0, rgbs, feat_init=None):

@@ -86,10 +86,16 @@ def test_missing_and_empty_directories_fail(tmp_path):
         saverloader.load(str(tmp_path), Pips())
 
 
-def test_unreadable_file_fails_naming_it(tmp_path):
-    (tmp_path / 'model-000000001.pth').write_bytes(b'not a checkpoint at all')
-    with pytest.raises(CheckpointError, match='model-000000001.pth: cannot read'):
+@pytest.mark.parametrize('damage', ['truncated', 'garbage', 'empty'])
+def test_a_damaged_file_fails_with_one_short_line(tmp_path, damage):
+    path = saverloader.save(str(tmp_path), None, Pips(), 1)
+    data = open(path, 'rb').read()
+    damaged = {'truncated': data[:len(data) // 2], 'garbage': b'not a checkpoint at all', 'empty': b''}[damage]
+    with open(path, 'wb') as f:
+        f.write(damaged)
+    with pytest.raises(CheckpointError) as info:
         saverloader.load(str(tmp_path), Pips())
+    assert str(info.value) == f'{path}: not a readable PyTorch checkpoint'
 
 
 def test_mismatched_keys_and_shapes_fail_naming_them(tmp_path):

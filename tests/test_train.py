@@ -13,7 +13,6 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import export_mp4_dataset
-import saverloader
 from nets.pips2 import Pips
 from tests.fixtures.pointodyssey import write_dataset
 
@@ -100,15 +99,20 @@ def test_resume_continues_at_the_next_step_on_the_same_schedule(export_root, tmp
     assert int(before['state'][0]['step']) == 3 and int(after['state'][0]['step']) == 4
 
 
-def test_finetuning_from_a_finished_run_needs_a_fresh_step_count(export_root, tmp_path):
-    model_dir = tmp_path / 'reference_model'
-    saverloader.save(str(model_dir), None, Pips(), 200000)
-    out = run_train(train_args(export_root, tmp_path, init_dir=model_dir, load_optimizer=False))
-    assert out.returncode != 0 and '--load_step=False' in out.stderr
-    out = run_train(train_args(export_root, tmp_path, init_dir=model_dir, load_optimizer=False,
-                               load_step=False, max_iters=1))
+def test_load_step_false_loads_the_model_only(export_root, tmp_path):
+    first = tmp_path / 'first'
+    assert run_train(train_args(export_root, first, max_iters=3, save_freq=3, val_freq=0)).returncode == 0
+    out = run_train(train_args(export_root, tmp_path / 'again', init_dir=run_dir(first), max_iters=3))
+    assert out.returncode != 0 and '--load_step=False' in out.stderr  # a finished run has nothing to train
+    tuned = tmp_path / 'tuned'
+    out = run_train(train_args(export_root, tuned, init_dir=run_dir(first), load_step=False, max_iters=3,
+                               save_freq=3, val_freq=0))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert steps_printed(out.stdout) == [1]
+    assert 'reading ckpt from' in out.stdout and steps_printed(out.stdout) == [1, 2, 3]
+    for step in (1, 3):  # a fresh schedule: the learning rates of a fresh run
+        assert lr_at(tuned, step) == pytest.approx(lr_at(first, step), rel=1e-6)
+    optimizer = torch.load(run_dir(tuned) / 'model-000000003.pth', weights_only=True)['optimizer_state_dict']
+    assert int(optimizer['state'][0]['step']) == 3  # a fresh optimizer, not the first run's 3 + 3
 
 
 def test_two_processes_with_torchrun_hold_identical_weights(export_root, tmp_path):
@@ -137,8 +141,10 @@ def test_nan_loss_stops_with_the_step(export_root, tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_first(export_root, tmp_path):
     args = train_args(export_root, tmp_path, max_iters=1000, save_freq=1000, val_freq=0)
+    # a shell's background jobs start with SIGINT ignored; give the run Python's usual Ctrl-C
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if '; step 000002/1000' in line:
             proc.send_signal(signal.SIGINT)

@@ -1,0 +1,112 @@
+"""utils/training.py: the data-parallel loss against one process, batch redrawing."""
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from nets.pips2 import Pips, sequence_loss
+from utils import training
+
+WORLD = 2
+
+
+def tiny_case():
+    """A model and a batch of 2 whose samples hold very different numbers of valid entries."""
+    torch.manual_seed(0)
+    model = Pips()
+    model.norm.requires_grad_(False)
+    rgbs = torch.rand(2, 3, 3, 128, 128) * 255  # B,S,3,H,W
+    trajs_g = torch.rand(2, 3, 4, 2) * 127  # B,S,N,2
+    trajs_e0 = trajs_g[:, :1].expand_as(trajs_g) + torch.randn(2, 3, 4, 2) * 4
+    valids = torch.ones(2, 3, 4)  # B,S,N
+    valids[1, :, 1:] = 0  # the second sample: one valid track of four
+    return model, rgbs, trajs_g, trajs_e0, valids
+
+
+def loss_and_grads(model, loss):
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def rank_worker(rank, rendezvous, results):
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{rendezvous}', rank=rank, world_size=WORLD)
+    model, rgbs, trajs_g, trajs_e0, valids = tiny_case()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    mine = slice(rank, rank + 1)  # each rank gets one sample of the batch
+    preds = ddp(trajs_e0[mine], rgbs[mine], iters=2)[0]
+    loss = training.data_parallel_loss(preds[:-1], trajs_g[mine], valids[mine], WORLD)
+    torch.save(loss_and_grads(model, loss), f'{results}{rank}.pt')
+    dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_give_the_loss_and_gradients_of_one_process(tmp_path):
+    mp.spawn(rank_worker, args=(str(tmp_path / 'rendezvous'), str(tmp_path / 'rank')), nprocs=WORLD)
+    model, rgbs, trajs_g, trajs_e0, valids = tiny_case()
+    # one process, the same batch; run sample by sample on one thread, as the ranks do, so
+    # that the float rounding is the same and only the loss reduction is compared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_sample = [model(trajs_e0[b:b + 1], rgbs[b:b + 1], iters=2)[0][:-1] for b in range(2)]
+        preds = [torch.cat(iteration) for iteration in zip(*per_sample)]  # I of B,S,N,2
+        loss_one, grads_one = loss_and_grads(model, sequence_loss(preds, trajs_g, valids))
+    finally:
+        torch.set_num_threads(threads)
+    per_rank_means = [sequence_loss(p, trajs_g[b:b + 1], valids[b:b + 1]).item() for b, p in enumerate(per_sample)]
+    assert abs(sum(per_rank_means) / 2 - loss_one.item()) > 0.03 * loss_one.item()  # what a per-rank mean gives
+    scale = max(grad.abs().max().item() for grad in grads_one.values())
+    for rank in range(WORLD):
+        loss_ranks, grads_ranks = torch.load(tmp_path / f'rank{rank}.pt', weights_only=True)
+        assert loss_ranks.item() == pytest.approx(loss_one.item(), rel=1e-6)
+        assert grads_ranks.keys() == grads_one.keys()
+        for name, grad in grads_one.items():
+            torch.testing.assert_close(grads_ranks[name], grad, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_data_parallel_loss_of_one_process_is_the_model_loss():
+    model, rgbs, trajs_g, trajs_e0, valids = tiny_case()
+    with torch.no_grad():
+        preds, _, _, loss = model(trajs_e0, rgbs, iters=2, trajs_g=trajs_g, valids=valids)
+    assert torch.equal(training.data_parallel_loss(preds[:-1], trajs_g, valids, 1), loss)
+
+
+class FlakyClips(torch.utils.data.Dataset):
+    """Clip i holds the value i; clips listed in ``refused`` come back unusable."""
+
+    def __init__(self, count, refused):
+        self.count, self.refused = count, set(refused)
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return {'value': torch.tensor(index)}, index not in self.refused
+
+
+def stream_config(B):
+    return training.Config(B=B, S=8, N=8, stride=8, iters=1, crop_size=(128, 128), use_augs=False, shuffle=False,
+                           cache_len=0, cache_freq=0, n_pool=10, quick=False, lr=1e-4, grad_acc=1,
+                           use_scheduler=True, max_iters=1, log_dir='', log_freq=1, val_freq=0, ckpt_dir='',
+                           save_freq=1, keep_latest=1, init_dir='', load_optimizer=True, load_step=True,
+                           ignore_load=None, device='cpu', amp='', num_workers=0, exp_name='x', seed=None)
+
+
+def usable_only(batch):
+    sample, usable = batch
+    return sample if bool(usable.all()) else None
+
+
+def test_a_batch_holding_a_refused_clip_is_drawn_again():
+    stream = training.SampleStream(FlakyClips(6, refused=[1, 4]), stream_config(B=2), usable_only)
+    values = [stream.next()['value'].tolist() for _ in range(3)]
+    assert values == [[2, 3], [2, 3], [2, 3]]  # [0, 1] and [4, 5] are redrawn, across epochs
+
+
+def test_a_stream_of_refused_clips_stops_with_one_line(capsys):
+    stream = training.SampleStream(FlakyClips(4, refused=[0, 3]), stream_config(B=2), usable_only)
+    with pytest.raises(SystemExit) as info:
+        stream.next()
+    assert info.value.code == 1
+    assert 'batches in a row held a refused clip' in capsys.readouterr().err
