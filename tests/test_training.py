@@ -7,6 +7,7 @@ import torch.multiprocessing as mp
 
 from nets.pips2 import Pips, sequence_loss
 from utils import training
+from utils.metrics import paper_metrics
 
 WORLD = 2
 
@@ -110,3 +111,17 @@ def test_a_stream_of_refused_clips_stops_with_one_line(capsys):
         stream.next()
     assert info.value.code == 1
     assert 'batches in a row held a refused clip' in capsys.readouterr().err
+
+
+def test_validation_keeps_points_invalid_at_frame_0_in_median_l2():
+    model, rgbs, trajs_g, _, valids = tiny_case()
+    valids[0, 0, 0] = 0  # valid later, not at frame 0
+    batch = {'rgbs': rgbs, 'trajs': trajs_g, 'visibs': valids, 'valids': valids}
+    cfg = stream_config(B=2)
+    model.eval()
+    with torch.no_grad():
+        metrics = training.validate(model, batch, cfg, None)
+        preds = model(trajs_g[:, :1].expand_as(trajs_g), rgbs, iters=2 * cfg.iters)[0]
+    kept = paper_metrics(preds[-1], trajs_g, valids, 128, 128)['median_l2']
+    dropped = paper_metrics(preds[-1], trajs_g, valids, 128, 128, drop_invalid_first=True)['median_l2']
+    assert metrics['median_l2'] == pytest.approx(kept) and kept != pytest.approx(dropped)

@@ -264,7 +264,8 @@ def validate(model, batch, cfg, sw):
     H, W = rgbs.shape[-2:]
     trajs_e0 = trajs_g[:, 0:1].expand_as(trajs_g)
     preds, preds_anim, _, loss = model(trajs_e0, rgbs, iters=cfg.iters * 2, trajs_g=trajs_g, valids=valids)
-    metrics = paper_metrics(preds[-1].float(), trajs_g, valids, H, W, drop_invalid_first=True)
+    # as the original's validation, median_l2 keeps points invalid at frame 0 (training drops them)
+    metrics = paper_metrics(preds[-1].float(), trajs_g, valids, H, W)
     metrics['total_loss'] = loss.item()
     if sw is not None and sw.save_this:
         log_visuals(sw, rgbs, trajs_g, vis_g, valids, None, preds_anim)
@@ -384,11 +385,18 @@ class Trainer:
         self.done_step = step
         return loss, metrics, read_time
 
+    def validation_batch(self):
+        """As the original: one of the cached batches with --cache_len (none is added), else
+        the next batch of the training stream."""
+        if self.cache is not None and len(self.cache):
+            return self.cache.sample()
+        return self.samples.next()
+
     def validate(self, step, sw):
         """Validation metrics on a fresh batch (rank 0 only)."""
         self.bare_model.eval()
         with torch.no_grad(), self.autocast():
-            metrics = validate(self.bare_model, self.next_batch(step), self.cfg, sw)
+            metrics = validate(self.bare_model, self.validation_batch(), self.cfg, sw)
         self.bare_model.train()
         return metrics
 
