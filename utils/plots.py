@@ -46,19 +46,34 @@ def track_curves(dists, valids, query_frames):
             'err_sum': [round(float(v), 3) for v in err_sum], 'err_count': valids.sum(axis=1).tolist()}
 
 
-def pooled(curves, numerator, denominator):
-    """sum(numerator) / sum(denominator) over videos of different lengths (NaN where 0)."""
-    length = max(len(c[denominator]) for c in curves)
-    num, den = np.zeros(length), np.zeros(length)
+def summed(curves, key):
+    """The per-frame sum of ``key`` over videos of different lengths."""
+    total = np.zeros(max(len(c[key]) for c in curves))
     for c in curves:
-        num[:len(c[numerator])] += c[numerator]
-        den[:len(c[denominator])] += c[denominator]
+        total[:len(c[key])] += c[key]
+    return total
+
+
+def pooled(curves, numerator, denominator):
+    """sum(numerator) / sum(denominator) over the videos, per frame (NaN where 0)."""
+    num, den = summed(curves, numerator), summed(curves, denominator)
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where(den > 0, num / den, np.nan)
 
 
 def ratio(c, numerator, denominator):
     return pooled([c], numerator, denominator)
+
+
+def plot_pooled(ax, values, curves, denominator, color, label):
+    """A pooled curve, solid where at least half of its largest support (tracks or points)
+    contributes, dotted where fewer do (the tail of the longer videos only)."""
+    support = summed(curves, denominator)
+    thin = support < 0.5 * support.max()
+    ax.plot(np.where(thin, np.nan, values), color=color, linewidth=2.5, label=label)
+    if thin.any():
+        tail = np.where(thin | np.roll(thin, -1), values, np.nan)  # joined to the solid part
+        ax.plot(tail, color=color, linewidth=1.5, linestyle=':', label='(from fewer than half of them)')
 
 
 def survival_figure(named_curves):
@@ -68,7 +83,7 @@ def survival_figure(named_curves):
         for c in curves:
             ax.plot(100 * ratio(c, 'alive', 'tracks'), color='0.75', linewidth=0.8)
     share = 100 * pooled(curves, 'alive', 'tracks')
-    ax.plot(share, color='tab:blue', linewidth=2.5, label=f'all {len(curves)} videos')
+    plot_pooled(ax, share, curves, 'tracks', 'tab:blue', f'all tracks of the {len(curves)} videos')
     below = np.flatnonzero(share < 50)
     if len(below):
         ax.axvline(below[0], color='tab:red', linestyle='--', linewidth=1)
@@ -87,10 +102,10 @@ def error_figure(named_curves):
     if len(curves) <= MAX_LINES:
         for c in curves:
             ax.plot(ratio(c, 'err_sum', 'err_count'), color='0.75', linewidth=0.8)
-    ax.plot(mean, color='tab:orange', linewidth=2.5, label=f'mean over all {len(curves)} videos')
+    plot_pooled(ax, mean, curves, 'err_count', 'tab:orange', f'all points of the {len(curves)} videos')
     finite = mean[np.isfinite(mean)]
     if len(finite):
-        ax.set_ylim(0, max(2 * finite.max(), 1.0))
+        ax.set_ylim(0, max(1.15 * finite.max(), 1.0))
     ax.set(xlabel='frame', ylabel='mean error (px at 256x256)', title='Error against frame index')
     ax.grid(alpha=0.3)
     ax.legend(loc='upper left', title='grey: one video' if len(curves) <= MAX_LINES else None)
