@@ -122,12 +122,16 @@ def per_video_figure(per_video):
         ax.bar(range(len(values)), values, color=plt.get_cmap('RdYlGn')(np.array(values) / 100.0), width=0.85)
         mean = float(np.mean(values)) if values else float('nan')
         ax.axhline(mean, color='k', linestyle='--', linewidth=1)
-        ax.text(len(values) - 0.5, mean, f' mean {mean:.1f}', va='bottom', ha='right')
+        ax.text(len(values) - 0.5, mean, f'mean {mean:.1f}', va='bottom', ha='right',
+                bbox=dict(facecolor='white', alpha=0.8, edgecolor='none'))
         ax.set(ylabel=label, ylim=(0, 100), xlim=(-0.6, max(len(values), 1) - 0.4))
         if len(values) <= MAX_LINES:
             ax.set_xticks(range(len(values)), [name for _, name in scored], rotation=60, ha='right', fontsize=8)
         else:
             ax.set(xticks=[], xlabel=f'{len(values)} videos, worst first')
+            worst = '\n'.join(f'{name} {value:.1f}' for value, name in scored[:5])
+            ax.text(0.01, 0.97, f'worst:\n{worst}', transform=ax.transAxes, va='top', fontsize=8,
+                    bbox=dict(facecolor='white', alpha=0.8, edgecolor='0.8'))
         ax.grid(axis='y', alpha=0.3)
     axes[0, 0].set_title('Per-video scores, worst first')
     fig.tight_layout()
