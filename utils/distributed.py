@@ -72,7 +72,8 @@ class Ranks:
 
     def barrier(self):
         if self.world > 1:
-            dist.barrier()
+            on_gpu = self.device.startswith('cuda')
+            dist.barrier(device_ids=[torch.cuda.current_device()] if on_gpu else None)
 
     def stop(self):
         """Leave the process group (if one was joined)."""
