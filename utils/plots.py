@@ -91,7 +91,7 @@ def survival_figure(named_curves):
     ax.set(xlabel='frames since the query', ylabel=f'tracks within {SURVIVAL_THRESHOLD} px (%)', ylim=(0, 102),
            title=f'Survival: share of tracks never off by more than {SURVIVAL_THRESHOLD} px (at 256x256)')
     ax.grid(alpha=0.3)
-    ax.legend(loc='upper right', title='grey: one video' if len(curves) <= MAX_LINES else None)
+    ax.legend(loc='best', title='grey: one video' if len(curves) <= MAX_LINES else None)
     return fig
 
 
@@ -108,7 +108,7 @@ def error_figure(named_curves):
         ax.set_ylim(0, max(1.15 * finite.max(), 1.0))
     ax.set(xlabel='frame', ylabel='mean error (px at 256x256)', title='Error against frame index')
     ax.grid(alpha=0.3)
-    ax.legend(loc='upper left', title='grey: one video' if len(curves) <= MAX_LINES else None)
+    ax.legend(loc='best', title='grey: one video' if len(curves) <= MAX_LINES else None)
     return fig
 
 
