@@ -21,8 +21,8 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from nets.precision import PRECISIONS
-from utils.misc import count_parameters, default_device, fail, load_model
-from utils.track import check_queries, grid_queries, stride_grid_queries, track_points
+from utils.misc import check_queries_fit, count_parameters, default_device, fail, load_model, read_queries
+from utils.track import grid_queries, stride_grid_queries, track_points
 from utils.video import VideoError, VideoWriter, iter_video_frames, video_info
 from utils.vis import Summ_writer, draw_tracks_stream, preprocess_color
 
@@ -36,32 +36,6 @@ def beside_script(path, default):
     if path == default and not os.path.exists(path):
         return os.path.join(HERE, path)
     return path
-
-
-def read_queries(path):
-    """N,3 (t, x, y) rows in video pixels from a .csv (optional header) or .npy file; exits on errors."""
-    try:
-        if path.endswith('.npy'):
-            queries = np.load(path)
-        else:
-            queries = np.genfromtxt(path, delimiter=',', comments='#', dtype=np.float64)
-            if queries.ndim >= 1 and np.isnan(queries).all(axis=-1).any():  # a header row
-                queries = np.genfromtxt(path, delimiter=',', comments='#', dtype=np.float64, skip_header=1)
-    except (OSError, ValueError) as exc:
-        fail(f'{path}: cannot read queries ({exc})')
-    try:
-        return check_queries(np.atleast_2d(queries))
-    except ValueError as exc:
-        fail(f'{path}: {exc}')
-
-
-def check_queries_fit(path, queries, T, H, W):
-    """Exit unless every query lies in the tracked frames and inside the frame."""
-    if queries[:, 0].max() >= T:
-        fail(f'{path}: a query is at frame {int(queries[:, 0].max())} but only {T} frames are tracked')
-    outside = (queries[:, 1] < 0) | (queries[:, 1] > W - 1) | (queries[:, 2] < 0) | (queries[:, 2] > H - 1)
-    if outside.any():
-        fail(f'{path}: {int(outside.sum())} queries lie outside the {W}x{H} frame')
 
 
 def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16, image_size=(512, 896),
@@ -104,8 +78,11 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
         model_H, model_W = image_size
         queries = grid_queries(model_H, model_W, N) * [1, W / model_W, H / model_H]
     else:
-        queries = read_queries(str(queries))
-        check_queries_fit(str(query_source), queries, T, H, W)
+        try:
+            queries = read_queries(query_source)
+            check_queries_fit(str(query_source), queries, T, H, W)
+        except ValueError as exc:
+            fail(str(exc))
 
     model_name = '%s_%d_%d_de00_%s' % (name, S, len(queries), datetime.datetime.now().strftime('%H%M%S'))
     print('model_name', model_name)

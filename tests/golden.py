@@ -46,3 +46,14 @@ def golden_state_dict():
 def load_case(name):
     """One golden forward pass (small or batch) as a dict of numpy arrays."""
     return dict(np.load(os.path.join(DATA, f'{name}.npz')))
+
+
+def save_golden_checkpoint(folder):
+    """Write the golden weights as a step-1 checkpoint in ``folder`` (an --init_dir); returns it."""
+    import saverloader
+    from nets.pips2 import Pips
+
+    model = Pips()
+    model.load_state_dict(golden_state_dict())
+    saverloader.save(str(folder), None, model, 1)
+    return str(folder)

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import saverloader
-from nets.pips2 import Pips
 from tests.fixtures.crohd import write_crohd
 from tests.fixtures.pointodyssey import write_dataset
-from tests.golden import DATA, golden_state_dict
+from tests.golden import DATA, save_golden_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAPVID_DEV = os.path.join(DATA, 'tapvid_dev')
@@ -22,11 +20,7 @@ TAPVID_DEV = os.path.join(DATA, 'tapvid_dev')
 
 @pytest.fixture(scope='module')
 def golden_ckpt(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('golden_ckpt')
-    model = Pips()
-    model.load_state_dict(golden_state_dict())
-    saverloader.save(str(folder), None, model, 1)
-    return str(folder)
+    return save_golden_checkpoint(tmp_path_factory.mktemp('golden_ckpt'))
 
 
 def run_script(script, tmp_path, *args):
