@@ -31,7 +31,7 @@ from utils.evaluate import (
     start_benchmark,
 )
 from utils.metrics import compute_tapvid_metrics
-from utils.misc import fail
+from utils.misc import check_precision_arg, fail
 from utils.plots import track_curves
 from utils.track import track_points
 
@@ -46,7 +46,7 @@ def tapvid_scores(query_points, gt_points, gt_occluded, pred_tracks, mode):
     return {key: float(value[0]) for key, value in metrics.items()}
 
 
-def score_first(model, sample, sw, *, S, iters, image_size):
+def score_first(model, sample, sw, *, S, iters, image_size, precision='fp32'):
     """The original protocol: paper + TAP-Vid metrics, and the paper's curves."""
     if sample['trajs'].shape[1] == 0:
         raise SkipVideo('no point is visible at frame 0')
@@ -54,7 +54,7 @@ def score_first(model, sample, sw, *, S, iters, image_size):
     H, W = rgbs.shape[-2:]
     metrics, curves, trajs_e = score_frame0(model, {**sample, 'H': H, 'W': W}, sw, frames=rgbs,
                                             vis_frames=rgbs[:S:4].permute(0, 2, 3, 1).numpy(), S=S, iters=iters,
-                                            image_size=image_size)
+                                            image_size=image_size, precision=precision)
     # the same tracks in the TAP-Vid convention: 256 x 256 pixels, queries at frame 0
     to_256 = np.array([256.0 / (W - 1), 256.0 / (H - 1)])
     visible0 = ~sample['occluded'][:, 0]
@@ -65,14 +65,15 @@ def score_first(model, sample, sw, *, S, iters, image_size):
     return metrics, curves
 
 
-def score_tapvid(model, sample, sw, *, S, iters, image_size, mode):
+def score_tapvid(model, sample, sw, *, S, iters, image_size, mode, precision='fp32'):
     """A TAP-Vid protocol: 256x256 frames, the benchmark's queries; TAP-Vid metrics, and
     curves of the distances in those 256x256 pixels over the visible frames."""
     protocol = tapvid_protocol(sample, mode)
     if len(protocol['query_points']) == 0:
         raise SkipVideo('no visible point to query')
     queries = protocol['query_points'][:, [0, 2, 1]]  # [t, y, x] -> (t, x, y)
-    tracks = track_points(model, protocol['rgbs'], queries, S=S, iters=iters, image_size=image_size)  # T,Q,2
+    tracks = track_points(model, protocol['rgbs'], queries, S=S, iters=iters, image_size=image_size,
+                          precision=precision)  # T,Q,2
     target = protocol['target_points'].transpose(1, 0, 2)  # T,Q,2
     curves = track_curves(np.linalg.norm(tracks - target, axis=-1), ~protocol['occluded'].T, queries[:, 0])
     return tapvid_scores(protocol['query_points'], protocol['target_points'], protocol['occluded'],
@@ -82,24 +83,26 @@ def score_tapvid(model, sample, sw, *, S, iters, image_size, mode):
 def main(B=1, S=128, stride=8, iters=16, image_size=(512, 896), shuffle=False, log_freq=99, max_iters=30,
          log_dir='./logs_test_on_tap', dataset_location='./tapvid_davis', dataset_name='davis',
          init_dir='./reference_model', n_pool=1000, device=None, out_json=None, query_mode='first', results=None,
-         resume=False):
-    """The original's arguments, plus --device, --out_json=PATH, --query_mode (first |
+         resume=False, precision='fp32'):
+    """The original's arguments, plus --device, --precision (fp32 | bf16 | fp16), --out_json=PATH, --query_mode (first |
     tapvid_first | tapvid_strided), --dataset_name (davis | kinetics | rgb_stacking),
     --results=PATH (per-video results, default <out_json stem>.jsonl) and --resume=True
     (skip the videos already in it). B must be 1 and --shuffle is unused."""
     if query_mode not in QUERY_MODES:
         fail(f'--query_mode must be one of {QUERY_MODES}; got {query_mode!r}')
+    check_precision_arg(precision)
     ranks = Ranks.start(device)
     image_size = tuple(int(v) for v in image_size)
     first = query_mode == 'first'
-    score = (partial(score_first, S=S, iters=iters, image_size=image_size) if first else
-             partial(score_tapvid, S=S, iters=iters, image_size=image_size, mode=query_mode.split('_')[1]))
+    track_args = dict(S=S, iters=iters, image_size=image_size, precision=precision)
+    score = (partial(score_first, **track_args) if first else
+             partial(score_tapvid, **track_args, mode=query_mode.split('_')[1]))
     try:
         dataset = TapVidDavis(dataset_location, dataset_name)
         run_name, model = start_benchmark(ranks, B=B, S=S, iters=iters, exp_name='tap01', init_dir=init_dir,
                                           stride=stride)
         config = dict(benchmark='tap', dataset_location=str(dataset_location), dataset_name=dataset_name,
-                      query_mode=query_mode, S=S, iters=iters, image_size=image_size, init_dir=str(init_dir))
+                      query_mode=query_mode, **track_args, init_dir=str(init_dir))
         run_benchmark(samples=dataset, score=score, model=model, run_name=run_name, config=config, ranks=ranks,
                       log_dir=log_dir, out_json=out_json, results=results, resume=resume, max_iters=max_iters,
                       metric_names=PAPER_METRICS + TAPVID_METRICS if first else TAPVID_METRICS,

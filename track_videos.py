@@ -24,7 +24,7 @@ from fire import Fire
 from tqdm import tqdm
 
 from utils.distributed import Ranks
-from utils.misc import check_queries_fit, count_parameters, fail, load_model, read_queries
+from utils.misc import check_precision_arg, check_queries_fit, count_parameters, fail, load_model, read_queries
 from utils.track import grid_queries, stride_grid_queries, track_points
 from utils.video import IMAGE_EXTENSIONS, VideoError, VideoWriter, iter_video_frames, video_info
 from utils.vis import draw_tracks_stream
@@ -97,13 +97,13 @@ def write_npz(path, **arrays):
     os.replace(tmp_path, path)
 
 
-def track_video(model, path, name, *, out_dir, overlay, S, iters, image_size, query_options):
+def track_video(model, path, name, *, out_dir, overlay, S, iters, image_size, precision, query_options):
     """Track one video and write its outputs (the overlay first, the .npz last, so the
     .npz means done). Returns the number of frames."""
     T, H, W, fps = video_info(path)
     queries = make_queries(path, name, (T, H, W), image_size=image_size, **query_options)
     trajs = track_points(model, iter_video_frames(path), queries, S=S, iters=iters, image_size=image_size,
-                         beautify=True, num_frames=T)
+                         beautify=True, num_frames=T, precision=precision)
     if overlay:
         with VideoWriter(os.path.join(out_dir, f'{name}.mp4'), fps=fps) as video_out:
             for frame in draw_tracks_stream(iter_video_frames(path), trajs):
@@ -152,12 +152,14 @@ def summarise(gathered, total, skipped):
 
 
 def main(videos='./stock_videos', out_dir='./tracks', S=48, iters=16, image_size=(512, 896), N=1024,
-         grid_stride=0, queries_dir=None, overlay=False, init_dir='./reference_model', device=None, stride=8):
+         grid_stride=0, queries_dir=None, overlay=False, init_dir='./reference_model', device=None, stride=8,
+         precision='fp32'):
     """Track every video of --videos (a folder, a glob pattern or a .txt list) into
     --out_dir. Queries: a grid of N points on frame 0 (default), --grid_stride=k (every
     k-th pixel of frame 0), or --queries_dir holding <name>.csv per video (t,x,y rows in
     the video's pixels, a header line allowed). --overlay=True also writes <name>.mp4.
-    Options as demo.py: --S, --iters, --image_size, --init_dir, --device."""
+    Options as demo.py: --S, --iters, --image_size, --init_dir, --device, --precision."""
+    check_precision_arg(precision)
     ranks = Ranks.start(device)
     try:
         image_size = tuple(int(v) for v in image_size)
@@ -175,7 +177,7 @@ def main(videos='./stock_videos', out_dir='./tracks', S=48, iters=16, image_size
         if ranks.is_main:
             count_parameters(model)
         failures = run_share(model, ranks.share(todo), ranks, out_dir=out_dir, overlay=overlay, S=S, iters=iters,
-                             image_size=image_size,
+                             image_size=image_size, precision=precision,
                              query_options=dict(N=N, grid_stride=grid_stride, queries_dir=queries_dir))
         gathered = ranks.gather(failures)
         failed = ranks.broadcast(summarise(gathered, len(paths), len(paths) - len(todo)) if ranks.is_main else None)

@@ -7,7 +7,8 @@ import pytest
 
 import utils.engine
 from nets.pips2 import Pips
-from tests.golden import golden_state_dict
+from saverloader import CheckpointError
+from tests.golden import golden_state_dict, save_golden_checkpoint
 from tests.test_track import moving_video
 from utils.track import Tracker, TrackStream, stride_grid_queries, track_points
 
@@ -206,3 +207,13 @@ def test_bf16_tracks_stay_close_to_fp32_and_bad_precision_is_refused(model):
     assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).mean() < 0.5
     with pytest.raises(ValueError, match='precision must be one of fp32, bf16, fp16'):
         track_points(model, video, queries, S=5, precision='fp64', **FAST)
+
+
+def test_tracker_from_checkpoint_loads_strictly(model, tmp_path):
+    tracker = Tracker.from_checkpoint(save_golden_checkpoint(tmp_path / 'golden'), device='cpu', S=5, iters=1,
+                                      image_size=None)
+    video = moving_video(5)
+    np.testing.assert_array_equal(tracker(video, [[0, 30.0, 40.0]]),
+                                  Tracker(model, S=5, iters=1, image_size=None)(video, [[0, 30.0, 40.0]]))
+    with pytest.raises(CheckpointError, match='get_reference_model.sh'):
+        Tracker.from_checkpoint(tmp_path / 'nothing', device='cpu')

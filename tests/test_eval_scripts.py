@@ -137,3 +137,10 @@ def test_missing_checkpoint_says_what_to_do(tmp_path):
 def test_no_cuda_hard_coded():
     for script in ('demo.py', 'train.py', 'test_on_tap.py', 'test_on_cro.py', 'test_on_pod.py'):
         assert '.cuda()' not in open(os.path.join(ROOT, script)).read()
+
+
+@pytest.mark.parametrize('script', ['test_on_tap.py', 'test_on_cro.py', 'test_on_pod.py', 'track_videos.py'])
+def test_bad_precision_is_one_line(tmp_path, script):
+    out = run_script(script, tmp_path, '--precision=int8')
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert "--precision must be one of fp32, bf16, fp16; got 'int8'" in out.stderr

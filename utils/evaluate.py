@@ -130,7 +130,7 @@ def animate_windows(sw, trajs_g, valids, model_size, video_size):
     return on_window
 
 
-def score_frame0(model, sample, sw, *, frames, vis_frames, S, iters, image_size):
+def score_frame0(model, sample, sw, *, frames, vis_frames, S, iters, image_size, precision='fp32'):
     """The original protocol on one video: track every point from its frame-0 position to
     the end, score with the paper's metrics, log the visuals.
 
@@ -145,13 +145,13 @@ def score_frame0(model, sample, sw, *, frames, vis_frames, S, iters, image_size)
     queries = np.concatenate([np.zeros((trajs_g.shape[1], 1)), trajs_g[0]], axis=1)
     on_window = animate_windows(sw, trajs_g, valids, image_size, video_size)
     trajs_e = track_points(model, frames, queries, S=S, iters=iters, image_size=image_size,
-                           num_frames=len(trajs_g), on_window=on_window)
+                           num_frames=len(trajs_g), on_window=on_window, precision=precision)
     metrics, curves = score_tracks(trajs_e, trajs_g, valids, image_size, video_size)
     log_tracks(sw, trajs_e, trajs_g, valids, vis_frames, image_size, video_size)
     return metrics, curves, trajs_e
 
 
-def score_disk_sample(model, sample, sw, *, frames_of, skip_reason, S, iters, image_size):
+def score_disk_sample(model, sample, sw, *, frames_of, skip_reason, S, iters, image_size, precision='fp32'):
     """``score_frame0`` for a sample whose frames are read from disk (CroHD,
     PointOdyssey): ``frames_of(sample)`` gives its frames, read on demand: iterable, with a
     length and ``frame(t)`` (H,W,3 uint8), like ``datasets.crohddataset.FrameSequence``."""
@@ -160,7 +160,7 @@ def score_disk_sample(model, sample, sw, *, frames_of, skip_reason, S, iters, im
     frames = frames_of(sample)
     vis_frames = [frames.frame(t) for t in range(0, min(S, len(frames)), 4)]
     metrics, curves, _ = score_frame0(model, sample, sw, frames=frames, vis_frames=vis_frames, S=S, iters=iters,
-                                      image_size=image_size)
+                                      image_size=image_size, precision=precision)
     return metrics, curves
 
 

@@ -37,6 +37,17 @@ def default_device(device=None):
     return str(device) if device else ('cuda' if torch.cuda.is_available() else 'cpu')
 
 
+def check_precision_arg(precision):
+    """--precision, or stop the script with one line naming the allowed values."""
+    from nets.precision import check_precision
+
+    try:
+        check_precision(precision)
+    except ValueError as exc:
+        fail(f'--{exc}')
+    return precision
+
+
 def load_pips(init_dir, device='cpu', stride=8):
     """A Pips model with the newest checkpoint of ``init_dir`` (strictly), in eval mode.
 

@@ -398,14 +398,12 @@ class Tracker:
 
     @classmethod
     def from_checkpoint(cls, init_dir='./reference_model', device=None, **kwargs):
-        """Load the newest checkpoint in ``init_dir`` (strictly) onto ``device``."""
-        from nets.pips2 import Pips
-        from saverloader import load
+        """Load the newest checkpoint in ``init_dir`` (strictly) onto ``device``; a missing
+        or unfitting checkpoint raises ``saverloader.CheckpointError``."""
+        from utils.misc import load_pips
 
         device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        model = Pips(stride=8)
-        load(init_dir, model)
-        return cls(model.to(device), **kwargs)
+        return cls(load_pips(init_dir, device), **kwargs)
 
     def __call__(self, video, queries=None, progress=False, *, grid_stride=None, out=None):
         """Tracks T,N,2 in video pixels of ``queries``, or of every ``grid_stride``-th pixel of
