@@ -35,8 +35,8 @@ def main(B=1, S=128, N=256, stride=8, iters=16, image_size=(512, 896), shuffle=F
         track_args = dict(S=S, iters=iters, image_size=image_size, precision=precision)
         score = partial(score_disk_sample, frames_of=PointOdysseyDataset.frames, **track_args,
                         skip_reason='no track passes the filter (visible at frame 0 and in 8 frames)')
-        config = dict(benchmark='pod', dataset_location=str(dataset_location), dset=dset, N=N, S=S, iters=iters,
-                      **track_args, init_dir=str(init_dir))
+        config = dict(benchmark='pod', dataset_location=str(dataset_location), dset=dset, N=N, **track_args,
+                      init_dir=str(init_dir))
         run_benchmark(samples=dataset, score=score, model=model, run_name=run_name, config=config, ranks=ranks,
                       log_dir=log_dir, out_json=out_json, results=results, resume=resume, max_iters=max_iters,
                       log_freq=log_freq, n_pool=n_pool)
