@@ -50,23 +50,26 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def best_time(fn, device, repeats):
-    fn()  # warm-up
-    times = []
+def best_times(fns, device, repeats):
+    """Min wall time of each of fns, run in turns (so a busy machine slows them alike)."""
+    times = [[] for _ in fns]
+    for fn in fns:
+        fn()  # warm-up
     for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, runs in zip(fns, times):
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            runs.append(time.perf_counter() - start)
+    return [min(runs) for runs in times]
 
 
 def gemm_peak_gflops(dtype, device, size, repeats):
     """GFLOP/s of a size x size x size matmul in dtype: the device's GEMM rate."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    return 2 * size ** 3 / best_time(lambda: a @ b, device, repeats) / 1e9
+    return 2 * size ** 3 / best_times([lambda: a @ b], device, repeats)[0] / 1e9
 
 
 def delta_block_flops(block, rows):
@@ -90,12 +93,20 @@ def encoder_flops(fnet, frames):
     return sum(total)
 
 
-def use_impl(model, impl, device):
-    if impl == 'conv1d':
+def with_impl(model, impl, fn):
+    """fn run with the model's delta block as 'gemm' (as it is) or 'conv1d' (the old formulation)."""
+    def run():
+        if impl == 'gemm':
+            return fn()
+        old_chunk = dict(nets.pips2.DELTA_CHUNK)
+        nets.pips2.DELTA_CHUNK['cpu'] = OLD_CPU_DELTA_CHUNK
         model.delta_block.forward = functools.partial(reference_delta_block, model.delta_block)
-        if device.type == 'cpu':
-            nets.pips2.DELTA_CHUNK['cpu'] = OLD_CPU_DELTA_CHUNK
-    return model
+        try:
+            return fn()
+        finally:
+            del model.delta_block.forward
+            nets.pips2.DELTA_CHUNK.update(old_chunk)
+    return run
 
 
 def scene(B, S, N, H, W, device):
@@ -104,44 +115,50 @@ def scene(B, S, N, H, W, device):
     return rgbs, trajs.repeat(1, S, 1, 1)
 
 
-def measure_inference(config, precision, impl, iters, device, repeats, gemm_size):
+def measure_inference(config, precision, impls, iters, device, repeats, gemm_size):
     H, W, S, N = parse_config(config)
     torch.manual_seed(0)
-    model = use_impl(Pips().to(device).eval(), impl, device)
+    model = Pips().to(device).eval()
     rgbs, trajs = scene(1, S, N, H, W, device)
     fcorrs = torch.randn(1, S, N, 588, device=device)
     flows = torch.randn(1, S, N, 2, device=device)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
+    results = {impl: {} for impl in impls}
     with torch.no_grad(), inference_precision(precision, device):
-        seconds = best_time(lambda: model(trajs, rgbs, iters=iters), device, repeats)
-        peak_gb = (torch.cuda.max_memory_allocated() if device.type == 'cuda'
-                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1e3) / 1e9
-        encoder_s = best_time(lambda: model.encode(rgbs), device, repeats)
-        delta_s = best_time(lambda: model.delta_block(fcorrs, flows), device, repeats)
-    frames = 2 * (rgbs[0] / 255.0) - 1
+        for impl in impls:  # one forward each for the peak memory
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats()
+            with_impl(model, impl, lambda: model(trajs, rgbs, iters=iters))()
+            results[impl]['peak_gb'] = (torch.cuda.max_memory_allocated() if device.type == 'cuda' else
+                                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1e3) / 1e9
+        forwards = best_times([with_impl(model, impl, lambda: model(trajs, rgbs, iters=iters)) for impl in impls],
+                              device, repeats)
+        deltas = best_times([with_impl(model, impl, lambda: model.delta_block(fcorrs, flows)) for impl in impls],
+                            device, repeats)
+        encoder_s = best_times([lambda: model.encode(rgbs)], device, repeats)[0]
     dtype = LOW_PRECISION_DTYPES.get(precision, torch.float32)
-    return {'seconds': seconds, 'peak_gb': peak_gb,
-            'encoder_gflops': encoder_flops(model.fnet, frames) / encoder_s / 1e9,
-            'delta_gflops': delta_block_flops(model.delta_block, S * N) / delta_s / 1e9,
-            'gemm_gflops': gemm_peak_gflops(dtype, device, gemm_size, repeats)}
+    encoder_gflops = encoder_flops(model.fnet, 2 * (rgbs[0] / 255.0) - 1) / encoder_s / 1e9
+    gemm_gflops = gemm_peak_gflops(dtype, device, gemm_size, repeats)
+    for impl, seconds, delta_s in zip(impls, forwards, deltas):
+        results[impl].update(seconds=seconds, encoder_gflops=encoder_gflops, gemm_gflops=gemm_gflops,
+                             delta_gflops=delta_block_flops(model.delta_block, S * N) / delta_s / 1e9)
+    return results
 
 
-def measure_training(train, precision, impl, device, repeats):
+def measure_training(train, precision, impls, device, repeats):
     B, S, N, size, iters = train.split(':')
     H, W = (int(v) for v in size.split('x'))
     torch.manual_seed(0)
-    model = use_impl(Pips().to(device).train(), impl, device)
+    model = Pips().to(device).train()
     rgbs, trajs = scene(int(B), int(S), int(N), H, W, device)
-    autocast = torch.autocast(device.type, dtype=LOW_PRECISION_DTYPES.get(precision, torch.float32),
-                              enabled=precision != 'fp32')
 
     def step():
-        with autocast:
+        with torch.autocast(device.type, dtype=LOW_PRECISION_DTYPES.get(precision, torch.float32),
+                            enabled=precision != 'fp32'):
             loss = model(trajs + 3 * torch.randn_like(trajs), rgbs, iters=int(iters), trajs_g=trajs)[3]
         loss.backward()
 
-    return {'train_seconds': best_time(step, device, repeats)}
+    seconds = best_times([with_impl(model, impl, step) for impl in impls], device, repeats)
+    return {impl: {'train_seconds': s} for impl, s in zip(impls, seconds)}
 
 
 def run_child(args):
@@ -151,14 +168,15 @@ def run_child(args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def child(single, precision, impl, iters, device, repeats, gemm_size):
+def child(single, precision, impls, iters, device, repeats, gemm_size):
     """One measurement in this process: single is 'forward:HxW:S:N' or 'train:B:S:N:HxW:iters'."""
     kind, spec = single.split(':', 1)
+    impls = impls.split(',') if isinstance(impls, str) else list(impls)
     device = torch.device(device)
     if kind == 'train':
-        result = measure_training(spec, precision, impl, device, repeats)
+        result = measure_training(spec, precision, impls, device, repeats)
     else:
-        result = measure_inference(spec, precision, impl, iters, device, repeats, gemm_size)
+        result = measure_inference(spec, precision, impls, iters, device, repeats, gemm_size)
     print(json.dumps(result))
 
 
@@ -173,7 +191,7 @@ def format_row(config, precision, impl, inf, train):
 
 
 def main(configs=None, precisions='fp32,bf16', impls='gemm,conv1d', iters=None, device=None, repeats=2,
-         threads=None, train=None, gemm_size=None, single=None, precision='fp32', impl='gemm'):
+         threads=None, train=None, gemm_size=None, single=None, precision='fp32'):
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     defaults = DEFAULTS['cuda' if device.startswith('cuda') else 'cpu']
     iters = iters or defaults['iters']
@@ -181,12 +199,12 @@ def main(configs=None, precisions='fp32,bf16', impls='gemm,conv1d', iters=None, 
     if threads:
         torch.set_num_threads(threads)
     if single:
-        return child(single, precision, impl, iters, device, repeats, gemm_size)
+        return child(single, precision, impls, iters, device, repeats, gemm_size)
     train = train or defaults['train']
     configs = configs or defaults['configs']
     configs = ','.join(configs) if isinstance(configs, (tuple, list)) else configs
     precisions = precisions.split(',') if isinstance(precisions, str) else list(precisions)
-    impls = impls.split(',') if isinstance(impls, str) else list(impls)
+    impls = impls if isinstance(impls, str) else ','.join(impls)
     name = torch.cuda.get_device_name() if device.startswith('cuda') else f'CPU, {torch.get_num_threads()} threads'
     print(f'device: {device} ({name}); forward iters={iters}; train step B:S:N:HxW:iters = {train}; '
           f'min of {repeats} runs; GFLOP/s with % of the same-dtype GEMM peak')
@@ -197,12 +215,13 @@ def main(configs=None, precisions='fp32,bf16', impls='gemm,conv1d', iters=None, 
     common = [f'--device={device}', f'--repeats={repeats}', f'--iters={iters}', f'--gemm_size={gemm_size}']
     common += [f'--threads={threads}'] if threads else []
     for precision in precisions:
-        steps = {impl: run_child([f'--single=train:{train}', f'--precision={precision}', f'--impl={impl}', *common])
-                 for impl in impls}
+        args = [f'--precision={precision}', f'--impls={impls}', *common]
+        steps = run_child([f'--single=train:{train}', *args])
         for config in configs.split(','):
-            for impl in impls:
-                inf = run_child([f'--single=forward:{config}', f'--precision={precision}', f'--impl={impl}', *common])
-                print(format_row(config, precision, impl, inf, steps[impl]), flush=True)
+            forwards = run_child([f'--single=forward:{config}', *args])
+            for impl in impls.split(','):
+                print(format_row(config, precision, impl, forwards.get(impl, forwards), steps.get(impl, {})),
+                      flush=True)
 
 
 if __name__ == '__main__':
