@@ -52,19 +52,19 @@ class ResidualBlock1d(nn.Module):
 def temporal_conv(x, weight, bias):
     """Kernel-3 Conv1d over time, zero-padded, as one matrix product.
 
-    x: B,S,P,C_in (time-major, channels last). weight: C_out,3*C_in (``gemm_weight``), bias:
-    C_out. Row (b, s, p) of the stacked input is [x[b, s-1, p], x[b, s, p], x[b, s+1, p]]
-    with zeros beyond the ends. Returns B,S,P,C_out.
+    x: S,R,C_in (time-major, channels last; R tracks). weight: C_out,3*C_in (``gemm_weight``),
+    bias: C_out. Row (s, r) of the stacked input is [x[s-1, r], x[s, r], x[s+1, r]] with zeros
+    beyond the ends. Returns S,R,C_out.
     """
-    B, S, P, C = x.shape
-    taps = x.new_empty(B, S, P, 3, C, dtype=weight.dtype)  # written in three contiguous copies
-    taps[:, 1:, :, 0] = x[:, :-1]
-    taps[:, :1, :, 0] = 0
-    taps[:, :, :, 1] = x
-    taps[:, :-1, :, 2] = x[:, 1:]
-    taps[:, -1:, :, 2] = 0
-    out = torch.addmm(bias, taps.view(B * S * P, 3 * C), weight.t())
-    return out.view(B, S, P, -1)
+    S, R, C = x.shape
+    taps = x.new_empty(S, R, 3, C, dtype=weight.dtype)  # written in three contiguous copies
+    taps[1:, :, 0] = x[:-1]
+    taps[:1, :, 0] = 0
+    taps[:, :, 1] = x
+    taps[:-1, :, 2] = x[1:]
+    taps[-1:, :, 2] = 0
+    out = torch.addmm(bias, taps.view(S * R, 3 * C), weight.t())
+    return out.view(S, R, -1)
 
 
 def gemm_weight(conv, dtype):
@@ -75,19 +75,20 @@ def gemm_weight(conv, dtype):
 
 
 def instance_norm_relu(x, eps=1e-5):
-    """ReLU of x normalised over time per track and channel. x: B,S,P,C."""
-    mean = x.mean(dim=1, keepdim=True)
-    centred = x - mean
-    var = centred.square().mean(dim=1, keepdim=True)
-    return F.relu(centred * torch.rsqrt(var + eps), inplace=True)
+    """ReLU of x normalised over time per track and channel. x: S,R,C.
+
+    Seen as an S x (R*C) matrix, that is a batch norm of its columns (no affine, no running
+    statistics): one fused kernel forwards and backwards."""
+    out = F.batch_norm(x.view(x.shape[0], -1), None, None, training=True, eps=eps)
+    return F.relu(out, inplace=True).view(x.shape)
 
 
 class DeltaBlock(nn.Module):
     """1-D ResNet over time mapping per-frame [correlations, flow embedding] to updates.
 
     Every convolution runs as one matrix product over all (frame, track) rows of a chunk of
-    tracks, on activations kept time-major and channels-last (B,S,P,C): no transposes
-    between layers, and the instance norms are means over dim 1.
+    tracks, on activations kept time-major and channels-last (S,R,C for R = B x tracks): no
+    transposes between layers, and each instance norm is one batch norm of an S x (R*C) view.
     """
 
     def __init__(self, latent_dim=128, corr_levels=4, corr_radius=3, base_channels=128):
@@ -122,9 +123,10 @@ class DeltaBlock(nn.Module):
             yield block.conv2
 
     def _run_chunk(self, fcorr, flow, convs, dense):
-        """fcorr: B,S,P,588, flow: B,S,P,2; convs: (weight, bias) in _convs order."""
-        x = torch.cat([fcorr, flow_embedding(flow, self.latent_dim)], dim=3)  # B,S,P,718
-        out = F.relu(temporal_conv(x, *convs[0]), inplace=True)
+        """fcorr: B,S,P,588, flow: B,S,P,2; convs: (weight, bias) in _convs order. Returns B,S,P,2."""
+        B, S, P, _ = fcorr.shape
+        x = torch.cat([fcorr.transpose(0, 1), flow_embedding(flow.transpose(0, 1), self.latent_dim)], dim=3)
+        out = F.relu(temporal_conv(x.view(S, B * P, -1), *convs[0]), inplace=True)  # S,R,128
         for i, block in enumerate(self.basicblock_list):
             hidden = out if block.is_first_block else instance_norm_relu(out)
             hidden = temporal_conv(hidden, *convs[2 * i + 1])
@@ -132,7 +134,7 @@ class DeltaBlock(nn.Module):
             lo = (block.out_channels - block.in_channels) // 2  # a widening shortcut pads zeros
             hidden[..., lo:lo + block.in_channels] += out
             out = hidden
-        return F.linear(F.relu(out), *dense)  # B,S,P,2
+        return F.linear(F.relu(out), *dense).view(S, B, P, 2).transpose(0, 1)
 
 
 def reference_delta_block(block, fcorrs, flows):
