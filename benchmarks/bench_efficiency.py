@@ -3,13 +3,15 @@
     python benchmarks/bench_efficiency.py                         # the device's default configurations
     python benchmarks/bench_efficiency.py --configs=256x384:8:256 --precisions=fp32,bf16 --threads=1
 
-For each row, in a fresh process: the forward's wall time and peak memory (process max RSS
-on CPU, max allocated memory on CUDA); the achieved GFLOP/s of the encoder and of the delta
-block, timed alone, with FLOPs counted from the layer shapes (2 per multiply-add), as a
-share of the device's GEMM peak, measured in the same process as the rate of a large
-matmul in the same dtype; and the time of one training step (forward + backward; autocast
-for bf16/fp16). 'gemm' is the delta block as it runs, 'conv1d' its nn.Conv1d formulation
-(nets.pips2.reference_delta_block, with the CPU chunk of 256 tracks it used), the baseline.
+For each configuration and precision, in a fresh process where the implementations run in
+turns (min of --repeats): the forward's wall time and peak memory (on CPU the process max
+RSS after each implementation's first forward, in turn; on CUDA max allocated memory); the
+achieved GFLOP/s of the encoder and of the delta block, timed alone, with FLOPs counted
+from the layer shapes (2 per multiply-add), as a share of the device's GEMM peak, measured
+in the same process as the rate of a large matmul in the same dtype; and the time of one
+training step (forward + backward; autocast for bf16/fp16). 'gemm' is the delta block as
+it runs, 'conv1d' its nn.Conv1d formulation (nets.pips2.reference_delta_block, with the CPU
+chunk of 256 tracks it used), the baseline.
 The training step is the reference recipe on GPU (B=4, S=36, N=128, 256x384, iters=6) and
 a smaller one on CPU (--train). Weights are random: speed does not depend on them.
 """
