@@ -178,6 +178,15 @@ def test_online_without_backward_leaves_rows_before_a_query_empty(model, tmp_pat
     assert np.isnan(tracks[:4, 1]).all() and np.isfinite(tracks[4:, 1]).all() and np.isfinite(tracks[:, 0]).all()
 
 
+def test_a_bad_last_window_rule_fails_before_reading_frames(model):
+    def frames():
+        raise AssertionError('no frame should be read')
+        yield
+
+    with pytest.raises(ValueError, match="last_window must be one of \\('shift', 'short'\\)"):
+        track_points(model, frames(), [[0, 1.0, 1.0]], S=5, last_window='end', **FAST)
+
+
 def test_stride_grid_queries_cover_the_frame_evenly():
     grid = stride_grid_queries(10, 16, 4)
     assert grid.shape == (3 * 4, 3)

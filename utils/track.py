@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nets.precision import check_precision, inference_precision
-from utils.engine import ChunkStates, DiskStore, Sweep
+from utils.engine import LAST_WINDOW_RULES, ChunkStates, DiskStore, Sweep
 
 
 def frame_to_tensor(frame, device):
@@ -256,6 +256,8 @@ def track_points(model, frames, queries, S=128, iters=16, image_size=(512, 896),
     queries = check_queries(queries)
     check_video_array(frames)
     check_precision(precision)
+    if last_window not in LAST_WINDOW_RULES:  # before any frame is read, not after the whole video
+        raise ValueError(f'last_window must be one of {LAST_WINDOW_RULES}; got {last_window!r}')
     if num_frames is None and isinstance(frames, (np.ndarray, torch.Tensor)):
         num_frames = len(frames)
     last_query_frame = int(queries[:, 0].max())
