@@ -6,26 +6,15 @@ The arguments and defaults are the original's: B=2, S=38, N=64, iters=4, 512x896
 clips at strides 1 and 2 that must fill N tracks (req_full), no validation, gradient
 clipping at 1.0. Clips are cut and augmented afresh at every step by
 datasets/pointodysseydataset.py, and a batch holding a refused clip is drawn again. The loop
-is train.py's (utils/training.py); only the data and the defaults differ.
+is train.py's (training/loop.py); only the data and the defaults differ.
 """
 
-from fire import Fire
-
-from datasets.common import DatasetError
-from datasets.pointodysseydataset import PointOdysseyDataset
-from utils import training
-from utils.misc import fail
+import training
+from utils import cli
 
 QUICK = dict(B=1, log_freq=100, max_iters=1000, shuffle=False, val_freq=10, n_pool=10, use_augs=False,
              cache_len=3, cache_freq=0, save_freq=99999999)  # the original's --quick
 CLIP_GRAD = 1.0  # the largest gradient norm (train.py: 5.0)
-STRIDES = (1, 2)  # frame strides of the clips
-
-
-def unpack_usable(batch):
-    """A raw-frame loader batch as the loop's batch, or None when a clip in it was refused."""
-    sample, usable = batch
-    return sample if bool(usable.all()) else None
 
 
 def main(B=2, S=38, N=64, stride=8, iters=4, crop_size=(512, 896), use_augs=True, shuffle=True,
@@ -41,15 +30,10 @@ def main(B=2, S=38, N=64, stride=8, iters=4, crop_size=(512, 896), use_augs=True
     """
     cfg = training.setup(training.Config.from_args(locals(), clip_grad=CLIP_GRAD), QUICK)
     try:
-        dataset = PointOdysseyDataset(dataset_location=dataset_location, dset='train', S=cfg.S, N=cfg.N,
-                                      strides=STRIDES, use_augs=cfg.use_augs, crop_size=cfg.crop_size,
-                                      quick=cfg.quick, req_full=True, verbose=False)
-    except DatasetError as exc:
-        fail(str(exc))
-    if not len(dataset):
-        fail(f'{dataset_location}/train: no sequence has the {cfg.S} frames of one clip (--S)')
-    training.run(cfg, training.SampleStream(dataset, cfg, unpack_usable))
+        training.run(cfg, training.raw_samples(cfg, dataset_location=dataset_location))
+    finally:
+        cfg.ranks.stop()
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

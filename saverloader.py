@@ -13,8 +13,11 @@ import warnings
 
 import torch
 
+from utils.errors import PipsError
+from utils.files import atomic_path
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(PipsError, RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model."""
 
 
@@ -47,9 +50,8 @@ def save(ckpt_dir, optimizer, model, global_step, scheduler=None, keep_latest=5,
     if scheduler is not None:
         ckpt['scheduler_state_dict'] = scheduler.state_dict()
     path = os.path.join(ckpt_dir, '%s-%09d.pth' % (model_name, global_step))
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    torch.save(ckpt, tmp_path)
-    os.replace(tmp_path, path)
+    with atomic_path(path) as tmp_path:
+        torch.save(ckpt, tmp_path)
     steps = sorted(list_checkpoints(ckpt_dir, model_name), reverse=True)
     for old_step in steps[max(keep_latest, 1):]:
         os.remove(os.path.join(ckpt_dir, '%s-%09d.pth' % (model_name, old_step)))

@@ -8,15 +8,9 @@ Videos are cut into clips of --clip_len frames every clip_len/2 frames (the orig
 the paper's metrics are reported. Under torchrun the clips are split over the ranks.
 """
 
-from functools import partial
-
-from fire import Fire
-
-from datasets.common import DatasetError
-from datasets.crohddataset import CrohdDataset
-from utils.distributed import Ranks
-from utils.evaluate import run_benchmark, score_disk_sample, start_benchmark
-from utils.misc import check_precision_arg, fail
+from evaluation.benchmarks import RunSettings, evaluate_cro
+from tracking import BENCHMARK
+from utils import cli
 
 
 def main(B=1, S=128, N=256, stride=8, iters=16, image_size=(512, 896), shuffle=False, log_freq=99, max_iters=99,
@@ -26,26 +20,12 @@ def main(B=1, S=128, N=256, stride=8, iters=16, image_size=(512, 896), shuffle=F
     (--clip_len, --min_clip_len), --results=PATH (per-video results, default <out_json
     stem>.jsonl) and --resume=True (skip the clips already in it). B must be 1; --shuffle
     and --N are unused: as in the original, every head that passes the filter is tracked."""
-    check_precision_arg(precision)
-    ranks = Ranks.start(device)
-    image_size = tuple(int(v) for v in image_size)
-    try:
-        dataset = CrohdDataset(dataset_location, S=clip_len, S_min=min_clip_len)
-        run_name, model = start_benchmark(ranks, B=B, S=S, iters=iters, exp_name='cro01', init_dir=init_dir,
-                                          stride=stride)
-        track_args = dict(S=S, iters=iters, image_size=image_size, precision=precision)
-        score = partial(score_disk_sample, frames_of=CrohdDataset.frames, **track_args,
-                        skip_reason='no head passes the filter (visible, moving, away from borders)')
-        config = dict(benchmark='cro', dataset_location=str(dataset_location), clip_len=clip_len,
-                      min_clip_len=min_clip_len, **track_args, init_dir=str(init_dir))
-        run_benchmark(samples=dataset, score=score, model=model, run_name=run_name, config=config, ranks=ranks,
-                      log_dir=log_dir, out_json=out_json, results=results, resume=resume, max_iters=max_iters,
-                      log_freq=log_freq, n_pool=n_pool)
-    except DatasetError as exc:
-        fail(str(exc))
-    finally:
-        ranks.stop()
+    options = BENCHMARK.replace(S=S, iters=iters, image_size=image_size, precision=precision)
+    run = RunSettings(init_dir=init_dir, device=device, log_dir=log_dir, log_freq=log_freq, n_pool=n_pool,
+                      max_iters=max_iters, out_json=out_json, results=results, resume=resume, B=B, stride=stride)
+    evaluate_cro(dataset_location=dataset_location, clip_len=clip_len, min_clip_len=min_clip_len, options=options,
+                 run=run)
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

@@ -6,26 +6,14 @@
 
 The arguments and defaults are the original's. Note that ``--N`` only names the run: clips
 are read with all the tracks they were exported with (``--clip_N``), as in the original.
-The loop is utils/training.py, shared with finetune_highres.py.
+The loop is training/loop.py, shared with finetune_highres.py.
 """
 
-from fire import Fire
-
-from datasets.common import DatasetError
-from datasets.exportdataset import ExportDataset
-from utils import training
-from utils.misc import fail
-from utils.video import VideoError
+import training
+from utils import cli
 
 QUICK = dict(B=1, log_freq=100, max_iters=1000, shuffle=False, val_freq=10, n_pool=100, use_augs=False,
              cache_len=0, cache_freq=0, save_freq=99999999)  # the original's --quick
-
-
-def unpack_export(sample):
-    """An export batch (``track_g`` B,S,N,4: x, y, visible, valid) as the loop's batch."""
-    track_g = sample['track_g']
-    return {'rgbs': sample['rgbs'], 'trajs': track_g[..., :2], 'visibs': track_g[..., 2],
-            'valids': track_g[..., 3]}
 
 
 def main(B=2, S=36, N=64, stride=8, iters=6, crop_size=(384, 512), use_augs=True, shuffle=True,
@@ -44,12 +32,12 @@ def main(B=2, S=36, N=64, stride=8, iters=6, crop_size=(384, 512), use_augs=True
     """
     cfg = training.setup(training.Config.from_args(locals()), QUICK)
     try:
-        dataset = ExportDataset(dataset_location=dataset_location, dataset_version=dataset_version, S=cfg.S,
-                                N=clip_N, crop_size=cfg.crop_size, use_augs=cfg.use_augs)
-    except (DatasetError, VideoError) as exc:
-        fail(str(exc))
-    training.run(cfg, training.SampleStream(dataset, cfg, unpack_export))
+        samples = training.export_samples(cfg, dataset_location=dataset_location, dataset_version=dataset_version,
+                                          clip_N=clip_N)
+        training.run(cfg, samples)
+    finally:
+        cfg.ranks.stop()
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

@@ -25,7 +25,6 @@ import sys
 import time
 
 import torch
-from fire import Fire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -33,6 +32,7 @@ sys.path.insert(0, ROOT)
 import nets.pips2  # noqa: E402
 from nets.pips2 import Pips, reference_delta_block  # noqa: E402
 from nets.precision import LOW_PRECISION_DTYPES, inference_precision  # noqa: E402
+from utils import cli  # noqa: E402
 
 DEFAULTS = {'cuda': dict(configs='512x896:24:2048', iters=16, train='4:36:128:256x384:6', gemm_size=8192),
             'cpu': dict(configs='256x384:8:256,256x384:24:1024', iters=1, train='1:8:64:128x192:2',
@@ -227,4 +227,4 @@ def main(configs=None, precisions='fp32,bf16', impls='gemm,conv1d', iters=None, 
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

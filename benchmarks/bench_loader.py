@@ -15,15 +15,14 @@ import sys
 import tempfile
 import time
 
-from fire import Fire
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import export_mp4_dataset  # noqa: E402
+from datasets.export import export_clips  # noqa: E402
 from datasets.exportdataset import ExportDataset  # noqa: E402
 from datasets.pointodysseydataset import PointOdysseyClips  # noqa: E402
 from tests.fixtures.pointodyssey import write_sequence  # noqa: E402
+from utils import cli  # noqa: E402
 
 S, N, EXPORT_CROP = 36, 128, (384, 512)
 
@@ -53,11 +52,13 @@ def main(clips=6, reads=20):
 
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            export_mp4_dataset.main(dataset_location=os.path.join(tmp, 'pod'), out_dir=os.path.join(tmp, 'export'),
-                                    max_iters=clips * 2, log_freq=0, seed=0)
-        version = 'ae_%d_%d_%dx%d' % (S, N, *EXPORT_CROP)
+            version = 'ae_%d_%d_%dx%d' % (S, N, *EXPORT_CROP)
+            os.makedirs(os.path.join(tmp, 'export', version))
+            dataset = PointOdysseyClips(os.path.join(tmp, 'pod'), use_augs=True, S=S, N=N, crop_size=EXPORT_CROP,
+                                        seed=0)
+            export_clips(dataset, os.path.join(tmp, 'export', version), max_iters=clips * 2, seed=0)
         written = len([n for n in os.listdir(os.path.join(tmp, 'export', version)) if n.isdigit()])
-        print(f'export_mp4_dataset (one process): {written} clips written of {clips * 2} steps, '
+        print(f'export (one process): {written} clips written of {clips * 2} steps, '
               f'{clips * 2 / (time.perf_counter() - start):.2f} steps/s')
 
         for augs in (False, True):
@@ -69,4 +70,4 @@ def main(clips=6, reads=20):
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

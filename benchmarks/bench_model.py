@@ -17,10 +17,11 @@ import sys
 import time
 
 import torch
-from fire import Fire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from utils import cli  # noqa: E402
 
 DEFAULT_CONFIGS = '256x384:8:256,256x384:24:1024,512x896:8:256,512x896:24:2048,512x896:48:4096'
 
@@ -107,4 +108,4 @@ def main(configs=DEFAULT_CONFIGS, iters=1, device=None, repeats=1, max_full_gb=1
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

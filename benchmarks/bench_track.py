@@ -23,10 +23,11 @@ import time
 
 import numpy as np
 import torch
-from fire import Fire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from utils import cli  # noqa: E402
 
 
 def textured_frames(T, H, W, seed=0):
@@ -52,7 +53,7 @@ def peak_gb(device):
 
 def run_queries(device, T, H, W, N, query_frames, S, iters):
     """Seconds to track N points from frame 0, and from ``query_frames`` distinct frames."""
-    from utils.track import track_points
+    from tracking import BENCHMARK, track_points
 
     model = build_model(device)
     video = np.stack(list(textured_frames(T, H, W)))
@@ -60,45 +61,47 @@ def run_queries(device, T, H, W, N, query_frames, S, iters):
     xy = np.stack([rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
     spread = np.linspace(0, T - 1, query_frames).round()[np.arange(N) % query_frames]
     out = {}
+    options = BENCHMARK.replace(S=S, iters=iters, image_size=None)
     for name, t in [('frame0_s', np.zeros(N)), (f'{query_frames}_frames_s', spread)]:
         start = time.perf_counter()
-        track_points(model, video, np.concatenate([t[:, None], xy], axis=1), S=S, iters=iters, image_size=None)
+        track_points(model, video, np.concatenate([t[:, None], xy], axis=1), options)
         out[name] = time.perf_counter() - start
     return out
 
 
 def run_memory(device, T, H, W, N, S, iters):
     """Peak memory of a one-pass stream of T frames with N queries on the last frame."""
-    from utils.track import track_points
+    from tracking import BENCHMARK, track_points
 
     model = build_model(device)
     rng = np.random.default_rng(0)
     queries = np.stack([np.full(N, T - 1), rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
     start = time.perf_counter()
-    track_points(model, textured_frames(T, H, W), queries, S=S, iters=iters, image_size=None)
+    track_points(model, textured_frames(T, H, W), queries, BENCHMARK.replace(S=S, iters=iters, image_size=None))
     return {'seconds': time.perf_counter() - start}
 
 
 def run_dense(device, T, H, W, N, S, iters):
     """Peak memory of about N frame-0 points on a regular grid."""
-    from utils.track import stride_grid_queries, track_points
+    from tracking import BENCHMARK, track_points
+    from tracking.queries import stride_grid_queries
 
     model = build_model(device)
     stride = max(1, int(np.sqrt(H * W / N)))
     queries = stride_grid_queries(H, W, stride)
     start = time.perf_counter()
-    track_points(model, textured_frames(T, H, W), queries, S=S, iters=iters, image_size=None)
+    track_points(model, textured_frames(T, H, W), queries, BENCHMARK.replace(S=S, iters=iters, image_size=None))
     return {'points': len(queries), 'seconds': time.perf_counter() - start}
 
 
 def run_online(device, T, H, W, N, S, iters):
     """Frames/s of a TrackStream, and the delay between a frame's push and its emission."""
-    from utils.track import TrackStream
+    from tracking import INTERACTIVE, TrackStream
 
     model = build_model(device)
     rng = np.random.default_rng(0)
     queries = np.stack([np.zeros(N), rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
-    stream = TrackStream(model, queries, S=S, iters=iters, image_size=None, backward=False)
+    stream = TrackStream(model, queries, INTERACTIVE.replace(S=S, iters=iters, image_size=None), backward=False)
     pushed, delays, frame_delays = {}, [], []
     start = time.perf_counter()
     for t, frame in enumerate(textured_frames(T, H, W)):
@@ -129,7 +132,7 @@ def in_subprocess(case, device, **kwargs):
     cmd = [sys.executable, os.path.abspath(__file__), '--child', f'--cases={case}', f'--device={device}', *args]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        sys.exit(f'{case} failed:\n{out.stderr}')
+        raise RuntimeError(f'{case} failed:\n{out.stderr}')
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -166,4 +169,4 @@ def main(cases='queries,memory,dense,online', device=None, lengths=(200, 1200), 
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

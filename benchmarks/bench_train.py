@@ -16,23 +16,26 @@ import sys
 import tempfile
 
 import numpy as np
-from fire import Fire
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from utils import cli  # noqa: E402
+
 
 def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, num_workers=6, device=None,
          amp='', export_size=(384, 512)):
-    import export_mp4_dataset
+    from datasets.export import export_clips
+    from datasets.pointodysseydataset import PointOdysseyClips
     from tests.fixtures.pointodyssey import write_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         write_dataset(os.path.join(tmp, 'pod'), dset='train', n_seqs=1, T=S + 2 * clips, H=540, W=960, N=2000)
-        export_mp4_dataset.main(dataset_location=os.path.join(tmp, 'pod'), out_dir=os.path.join(tmp, 'export'),
-                                S=S, N=128, crop_size=tuple(export_size), use_augs=True, max_iters=clips, seed=0,
-                                log_freq=0)
         version = 'ae_%d_128_%dx%d' % (S, export_size[0], export_size[1])
+        dataset = PointOdysseyClips(os.path.join(tmp, 'pod'), use_augs=True, S=S, N=128, crop_size=tuple(export_size),
+                                    seed=0)
+        os.makedirs(os.path.join(tmp, 'export', version))
+        export_clips(dataset, os.path.join(tmp, 'export', version), max_iters=clips, seed=0)
         args = [f'--dataset_location={tmp}/export', f'--dataset_version={version}', f'--B={B}', f'--S={S}',
                 f'--crop_size={crop_size[0]},{crop_size[1]}', f'--iters={iters}', f'--max_iters={steps}',
                 '--val_freq=0', '--save_freq=100000', '--log_freq=100000', f'--num_workers={num_workers}',
@@ -44,7 +47,7 @@ def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, 
         out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
                              capture_output=True, text=True)
     if out.returncode != 0:
-        sys.exit(out.stderr[-3000:])
+        raise RuntimeError(out.stderr[-3000:])
     times = np.array([(float(r), float(i)) for r, i in re.findall(r'rtime (\S+); itime (\S+);', out.stdout)])
     times = times[warmup:]
     read, total = times[:, 0].mean(), times[:, 1].mean()
@@ -55,4 +58,4 @@ def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, 
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

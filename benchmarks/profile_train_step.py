@@ -8,13 +8,13 @@ import sys
 import time
 
 import torch
-from fire import Fire
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import nets.corr  # noqa: E402
 import nets.pips2  # noqa: E402
 from nets.pips2 import Pips  # noqa: E402
+from utils import cli  # noqa: E402
 
 
 def step_time(model, rgbs, trajs, iters, repeats, amp):
@@ -51,4 +51,4 @@ def main(B=4, S=36, N=128, H=256, W=384, iters=6, repeats=3, profile=False, amp=
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

@@ -14,8 +14,10 @@ import cv2
 import numpy as np
 import torch
 
+from utils.errors import PipsError
 
-class DatasetError(ValueError):
+
+class DatasetError(PipsError, ValueError):
     """A dataset file is missing, unreadable or not in the expected form."""
 
 

@@ -6,6 +6,8 @@ correlation is read in windows (see ``nets/corr.py``), the encoder runs over fra
 chunks, everything runs on the inputs' device, and bad inputs raise ``ValueError``.
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -245,7 +247,7 @@ def sequence_loss(coord_predictions, trajs_g, valids, gamma=0.8):
 
     Each term is the |error| averaged over x and y, then sum(e*v) / (1e-6 + sum(v)).
     Data-parallel training sums error_sums and the count over processes first
-    (utils.training.data_parallel_loss).
+    (training.step.data_parallel_loss).
     """
     return weigh_iterations(masked_error_sums(coord_predictions, trajs_g, valids), valids.sum(), gamma)
 
@@ -276,6 +278,19 @@ def check_inputs(trajs_e0, rgbs, feat_init=None):
             if tuple(feats.shape[:3]) != (B, S, N):
                 raise ValueError(f'feat_init tensors must have shape B,S,N,C with B,S,N = {(B, S, N)}; '
                                  f'got {tuple(feats.shape)}')
+
+
+class Refinement(NamedTuple):
+    """What ``Pips.refine`` returns (pixel coordinates; B,S,N,2 each)."""
+
+    preds: list  # iters estimates, one per iteration
+    preds_anim: list  # iters+2: the input, each iteration with frame 0 locked, the final again
+    feats: tuple  # (feats1, feats2, feats4) B,S,N,128 each: the targets, to pass on as feat_init
+
+    @property
+    def tracks(self):
+        """B,S,N,2: the final estimates, frame 0 locked to the query."""
+        return self.preds_anim[-1]
 
 
 class Pips(nn.Module):
@@ -346,8 +361,8 @@ class Pips(nn.Module):
         """The iterative refinement of ``forward`` on a prebuilt ``correlation``.
 
         Lets a caller encode each frame once and refine many groups or chunks of points on
-        the same features. Returns (coord_predictions1 without the final repeat,
-        coord_predictions2, (feats1, feats2, feats4)).
+        the same features. Returns a ``Refinement``: ``forward``'s first list without its
+        final repeat, its second list, and the target features.
         """
         B, S, N, _ = trajs_e0.shape
         frames = torch.arange(S, device=trajs_e0.device)
@@ -382,4 +397,4 @@ class Pips(nn.Module):
             coords = torch.cat([coords_init[:, :1], coords[:, 1:]], dim=1)  # frame 0 stays the query
             coord_predictions2.append(coords * self.stride)
         coord_predictions2.append(coords * self.stride)
-        return coord_predictions1, coord_predictions2, (feats1, feats2, feats4)
+        return Refinement(coord_predictions1, coord_predictions2, (feats1, feats2, feats4))

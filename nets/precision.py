@@ -43,3 +43,17 @@ def matmul_dtype(device, default):
     if torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return default
+
+
+def training_autocast(amp, device):
+    """(autocast context factory, gradient scaler) for training with ``amp``: '' or 'fp32'
+    (off), 'bf16' or 'fp16' (the same table as inference; fp16 scales the loss). Raises
+    ValueError for other values or devices that cannot train in them."""
+    if amp in ('', 'fp32', None):
+        return contextlib.nullcontext, torch.amp.GradScaler(enabled=False)
+    check_precision(amp)
+    device_type = torch.device(device).type
+    if device_type != 'cuda':
+        raise ValueError(f'amp={amp} needs a CUDA device')
+    dtype = LOW_PRECISION_DTYPES[amp]
+    return (lambda: torch.autocast(device_type, dtype=dtype)), torch.amp.GradScaler(enabled=(amp == 'fp16'))

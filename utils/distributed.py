@@ -14,9 +14,29 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from utils.errors import SettingsError
+
 # Ranks finish their share at different times and wait for the others in the final
 # gather: allow long waits (a slow rank may still be tracking a long video).
 GATHER_TIMEOUT = datetime.timedelta(hours=12)
+
+
+def default_device(device=None):
+    """``device`` as given (checked), else CUDA when available, else the CPU: every script's
+    default. A device that is not there raises ``SettingsError``."""
+    if not device:
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        parsed = torch.device(str(device))
+    except RuntimeError as exc:
+        raise SettingsError(f'--device={device}: not a device name (cpu, cuda, cuda:1, ...)') from exc
+    if parsed.type == 'cuda' and not torch.cuda.is_available():
+        raise SettingsError(f'--device={device}: no CUDA device is available here (use --device=cpu)')
+    if parsed.type == 'cuda' and (parsed.index or 0) >= torch.cuda.device_count():
+        raise SettingsError(f'--device={device}: this machine has {torch.cuda.device_count()} CUDA device(s)')
+    if parsed.type not in ('cpu', 'cuda'):
+        raise SettingsError(f'--device={device}: only cpu and cuda are supported')
+    return str(device)
 
 
 @dataclass
@@ -35,7 +55,7 @@ class Ranks:
         """
         world = int(os.environ.get('WORLD_SIZE', '1'))
         local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-        device = str(device) if device else ('cuda' if torch.cuda.is_available() else 'cpu')
+        device = default_device(device)
         if device == 'cuda':
             device = f'cuda:{local_rank}'
         if device.startswith('cuda'):

@@ -13,10 +13,13 @@ import av
 import cv2
 import numpy as np
 
+from utils.errors import PipsError
+from utils.files import temporary_name
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
-class VideoError(ValueError):
+class VideoError(PipsError, ValueError):
     """A video (or image folder) is missing, unreadable, corrupt or empty."""
 
 
@@ -112,8 +115,8 @@ class VideoWriter:
         self.crf = crf
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        self.tmp_path = os.path.join(folder, f'.{os.path.basename(self.path)}.{os.getpid()}.tmp.mp4')
-        self.container = av.open(self.tmp_path, mode='w')
+        self.tmp_path = temporary_name(self.path)
+        self.container = av.open(self.tmp_path, mode='w', format='mp4')
         self.stream = None
         self.count = 0
 

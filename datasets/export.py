@@ -1,0 +1,141 @@
+"""Exporting augmented PointOdyssey training clips as small mp4s with their tracks.
+
+Each clip goes to ``<export_dir>/<step:06d>/``: ``rgb.mp4`` (frames through JPEG quality
+75, then H.264 yuv420p crf 20 at 24 fps) and ``track.npz`` with ``track_g`` S,N,4 float32
+(x, y, visible, valid). A clip the loader refuses, or whose valid entries are under half
+of S x N, is recorded as ``.<step>.skipped`` (delete those files to retry).
+
+Any number of processes, on one machine or on several sharing the folder, may export at
+once: a step is claimed with a lock file (``utils.claims``), written into a temporary
+folder and renamed into place in one step, so a clip is never half-written or written
+twice, and the leftovers of killed processes are swept by the next run.
+"""
+
+import os
+import time
+
+import av
+import cv2
+import numpy as np
+
+from datasets.pointodysseydataset import ClipRefused
+from utils.claims import claim, release, sweep_stale_locks
+from utils.files import remove, sweep_temporaries, temporary_name
+from utils.video import write_mp4
+
+JPEG_QUALITY = 75
+FPS = 24
+CRF = 20
+
+
+def sweep_leftovers(export_dir, stale_seconds):
+    """Remove the locks, temporary folders and broken-lock files of processes that died."""
+    sweep_stale_locks(export_dir, stale_seconds)
+    sweep_temporaries(export_dir, stale_seconds)
+
+
+def jpeg_roundtrip(frame, quality=JPEG_QUALITY):
+    """An H,W,3 uint8 RGB frame after JPEG compression at ``quality``."""
+    ok, data = cv2.imencode('.jpg', frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError('JPEG encoding failed')
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+def track_array(sample):
+    """track_g S,N,4 float32 (x, y, visible, valid) from a loader sample."""
+    return np.concatenate([sample['trajs'].numpy(), sample['visibs'].numpy()[..., None],
+                           sample['valids'].numpy()[..., None]], axis=-1).astype(np.float32)
+
+
+def write_clip(clip_dir, sample):
+    """Write rgb.mp4 and track.npz into a temporary folder and rename it to ``clip_dir``.
+    False (and nothing written) if ``clip_dir`` appeared meanwhile."""
+    tmp_dir = temporary_name(clip_dir)
+    remove(tmp_dir)
+    os.makedirs(tmp_dir)
+    try:
+        frames = sample['rgbs'].permute(0, 2, 3, 1).numpy()  # S,H,W,3
+        write_mp4(os.path.join(tmp_dir, 'rgb.mp4'), (jpeg_roundtrip(f) for f in frames), fps=FPS, crf=CRF)
+        np.savez_compressed(os.path.join(tmp_dir, 'track.npz'), track_g=track_array(sample))
+        try:
+            os.rename(tmp_dir, clip_dir)  # atomic, and refuses to replace a finished clip
+        except OSError:
+            if os.path.isdir(clip_dir):
+                return False
+            raise
+        return True
+    finally:
+        remove(tmp_dir)
+
+
+def record_skip(export_dir, step, reason):
+    """Mark a step as skipped (so later runs do not retry it), with the reason inside."""
+    with open(os.path.join(export_dir, f'.{step:06d}.skipped'), 'w') as f:
+        f.write(reason + '\n')
+
+
+def export_step(dataset, export_dir, step, stale_seconds):
+    """Export one step: ('written' | 'skipped: <reason>' | 'failed: <error>' | 'elsewhere',
+    the sample or None)."""
+    clip_dir = os.path.join(export_dir, f'{step:06d}')
+    skip_path = os.path.join(export_dir, f'.{step:06d}.skipped')
+    lock_path = os.path.join(export_dir, f'.{step:06d}.lock')
+    if os.path.exists(clip_dir) or os.path.exists(skip_path) or not claim(lock_path, stale_seconds):
+        return 'elsewhere', None
+    try:
+        if os.path.exists(clip_dir) or os.path.exists(skip_path):  # finished just before our claim
+            return 'elsewhere', None
+        try:
+            sample = dataset.load_clip(step % len(dataset))
+        except ClipRefused as refusal:
+            record_skip(export_dir, step, str(refusal))
+            return f'skipped: {refusal}', None
+        valid, total = int(sample['valids'].sum()), dataset.S * dataset.N
+        if valid < total / 2:
+            reason = f'{valid} of {total} track entries valid, need half'
+            record_skip(export_dir, step, reason)
+            return f'skipped: {reason}', None
+        try:
+            written = write_clip(clip_dir, sample)
+        except (OSError, av.FFmpegError) as exc:  # e.g. disk full; a later run retries the step
+            return f'failed: {exc}', None
+        return ('written' if written else 'elsewhere'), sample
+    finally:
+        release(lock_path)
+
+
+def log_clip(writer, step, log_freq, sample):
+    """Every log_freq-th step: the clip's tracks over its mean frame, in tensorboard (the
+    drawing code is imported only when logging is on)."""
+    from utils.vis import Summ_writer, preprocess_color
+    sw = Summ_writer(writer=writer, global_step=step, log_freq=log_freq, fps=4, just_gif=True)
+    if sw.save_this:
+        mean_frame = preprocess_color(sample['rgbs'].float().mean(dim=0, keepdim=True))  # 1,3,H,W
+        sw.summ_traj2ds_on_rgb('0_inputs/trajs_on_rgbs', sample['trajs'][None], mean_frame,
+                               valids=sample['valids'][None], cmap='winter', linewidth=2)
+
+
+def export_clips(dataset, export_dir, *, max_iters=0, seed=None, stale_seconds=600, name='', writer=None,
+                 log_freq=0):
+    """Export the first ``max_iters`` steps of ``dataset`` (0: all) in a random order (``seed``),
+    printing a step line per clip; returns the counts of 'written', 'skipped', 'failed' and
+    'elsewhere' (done or taken by another process)."""
+    max_iters = max_iters or len(dataset)
+    order = np.random.default_rng(seed).permutation(max_iters)
+    counts = {'written': 0, 'skipped': 0, 'failed': 0, 'elsewhere': 0}
+    for global_step, this_step in enumerate(order, start=1):
+        start = time.time()
+        status, sample = export_step(dataset, export_dir, int(this_step), stale_seconds)
+        counts[status.split(':')[0]] += 1
+        if status == 'elsewhere':
+            print(':', end='', flush=True)
+            continue
+        line = '%s; step %06d/%d; this_step %06d' % (name, global_step, max_iters, this_step)
+        if status == 'written':
+            print('%s; itime %.2f' % (line, time.time() - start), flush=True)
+            if writer is not None:
+                log_clip(writer, int(this_step), log_freq, sample)
+        else:
+            print(f'{line}; {status}', flush=True)
+    return counts

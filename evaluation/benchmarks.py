@@ -1,0 +1,148 @@
+"""The three benchmarks of the paper, as functions the test scripts call.
+
+Each builds its dataset and scoring function and runs the shared loop
+(``evaluation.loop.run_benchmark``) under torchrun's ranks when started by torchrun:
+
+- ``evaluate_tap``: TAP-Vid (DAVIS, Kinetics, RGB-Stacking), the original protocol
+  (frame-0 queries; paper and TAP-Vid metrics of the same tracks) or the TAP-Vid
+  protocols (256x256 frames, queries at the first visible frame or every 5th frame);
+- ``evaluate_cro``: CroHD head tracking, 1000-frame clips;
+- ``evaluate_pod``: PointOdyssey test sequences.
+
+Tracking follows ``options`` (``tracking.BENCHMARK`` defines the published numbers).
+"""
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from datasets.crohddataset import CrohdDataset
+from datasets.pointodysseydataset_fullseq import PointOdysseyDataset
+from datasets.tapviddataset_fullseq import TapVidDavis, tapvid_protocol
+from evaluation.loop import run_benchmark, start_benchmark
+from evaluation.plots import track_curves
+from evaluation.scoring import (
+    PAPER_LINE,
+    PAPER_METRICS,
+    TAPVID_LINE,
+    TAPVID_METRICS,
+    SkipVideo,
+    score_disk_sample,
+    score_frame0,
+)
+from tracking.run import track_points
+from utils.distributed import Ranks
+from utils.errors import SettingsError
+from utils.metrics import compute_tapvid_metrics
+
+QUERY_MODES = ('first', 'tapvid_first', 'tapvid_strided')
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a benchmark runs and where its results go (the test scripts' common arguments)."""
+
+    init_dir: str = './reference_model'  # folder of the checkpoint ('' : untrained weights)
+    device: str | None = None  # None: CUDA when available
+    log_dir: str = './logs'  # tensorboard and, without out_json, the results file
+    log_freq: int = 99  # tensorboard visuals every log_freq-th video
+    n_pool: int = 1000  # running averages over this many videos
+    max_iters: int = 0  # score the first max_iters videos (0: all)
+    out_json: str | None = None  # the means and per-video metrics
+    results: str | None = None  # the per-video results file (default: beside out_json)
+    resume: bool = False  # skip the videos already in the results file
+    B: int = 1  # videos at a time (must be 1)
+    stride: int = 8  # the model's stride (must be 8)
+
+
+def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAPER_METRICS, line=PAPER_LINE):
+    """Score ``dataset`` with ``score`` on this process's share of the videos; returns the
+    means on rank 0 (None elsewhere)."""
+    ranks = Ranks.start(run.device)
+    try:
+        name, model = start_benchmark(ranks, B=run.B, S=options.S, iters=options.iters, exp_name=exp_name,
+                                      init_dir=run.init_dir, stride=run.stride)
+        config = dict(config, S=options.S, iters=options.iters, image_size=options.image_size,
+                      precision=options.precision, init_dir=str(run.init_dir))
+        return run_benchmark(samples=dataset, score=score, model=model, run_name=name, config=config, ranks=ranks,
+                             log_dir=run.log_dir, out_json=run.out_json, results=run.results, resume=run.resume,
+                             max_iters=run.max_iters, metric_names=metric_names, line=line, log_freq=run.log_freq,
+                             n_pool=run.n_pool)
+    finally:
+        ranks.stop()
+
+
+def tapvid_scores(query_points, gt_points, gt_occluded, pred_tracks, mode):
+    """TAP-Vid metrics of one video with all points predicted visible (floats)."""
+    pred_occluded = np.zeros_like(gt_occluded)
+    metrics = compute_tapvid_metrics(query_points[None], gt_occluded[None], gt_points[None],
+                                     pred_occluded[None], pred_tracks[None], mode)
+    return {key: float(value[0]) for key, value in metrics.items()}
+
+
+def score_tap_first(model, sample, sw, *, options):
+    """The original protocol on a TAP-Vid video: paper + TAP-Vid metrics, and the paper's curves."""
+    if sample['trajs'].shape[1] == 0:
+        raise SkipVideo('no point is visible at frame 0')
+    rgbs = sample['rgbs']
+    H, W = rgbs.shape[-2:]
+    metrics, curves, trajs_e = score_frame0(model, {**sample, 'H': H, 'W': W}, sw, frames=rgbs,
+                                            vis_frames=rgbs[:options.S:4].permute(0, 2, 3, 1).numpy(),
+                                            options=options)
+    # the same tracks in the TAP-Vid convention: 256 x 256 pixels, queries at frame 0
+    to_256 = np.array([256.0 / (W - 1), 256.0 / (H - 1)])
+    visible0 = ~sample['occluded'][:, 0]
+    gt_points = sample['points'][visible0] * 256.0  # N,T,2
+    queries = np.stack([np.zeros(len(gt_points)), gt_points[:, 0, 1], gt_points[:, 0, 0]], axis=1)
+    metrics.update(tapvid_scores(queries, gt_points, sample['occluded'][visible0],
+                                 (trajs_e * to_256).transpose(1, 0, 2), 'first'))
+    return metrics, curves
+
+
+def score_tapvid(model, sample, sw, *, options, mode):
+    """A TAP-Vid protocol: 256x256 frames, the benchmark's queries; TAP-Vid metrics, and
+    curves of the distances in those 256x256 pixels over the visible frames."""
+    protocol = tapvid_protocol(sample, mode)
+    if len(protocol['query_points']) == 0:
+        raise SkipVideo('no visible point to query')
+    queries = protocol['query_points'][:, [0, 2, 1]]  # [t, y, x] -> (t, x, y)
+    tracks = track_points(model, protocol['rgbs'], queries, options)  # T,Q,2
+    target = protocol['target_points'].transpose(1, 0, 2)  # T,Q,2
+    curves = track_curves(np.linalg.norm(tracks - target, axis=-1), ~protocol['occluded'].T, queries[:, 0])
+    return tapvid_scores(protocol['query_points'], protocol['target_points'], protocol['occluded'],
+                         tracks.transpose(1, 0, 2), mode), curves
+
+
+def evaluate_tap(*, dataset_location, dataset_name='davis', query_mode='first', options, run):
+    """TAP-Vid with ``query_mode`` 'first' (the original protocol), 'tapvid_first' or 'tapvid_strided'."""
+    if query_mode not in QUERY_MODES:
+        raise SettingsError(f'--query_mode must be one of {QUERY_MODES}; got {query_mode!r}')
+    first = query_mode == 'first'
+    score = (partial(score_tap_first, options=options) if first else
+             partial(score_tapvid, options=options, mode=query_mode.split('_')[1]))
+    config = dict(benchmark='tap', dataset_location=str(dataset_location), dataset_name=dataset_name,
+                  query_mode=query_mode)
+    return evaluate(dataset=TapVidDavis(dataset_location, dataset_name), score=score, config=config,
+                    options=options, run=run, exp_name='tap01',
+                    metric_names=PAPER_METRICS + TAPVID_METRICS if first else TAPVID_METRICS,
+                    line=PAPER_LINE if first else TAPVID_LINE)
+
+
+def evaluate_pod(*, dataset_location, dset='test', N=256, options, run):
+    """PointOdyssey: N tracks per sequence that pass the original's filter, from frame 0."""
+    score = partial(score_disk_sample, frames_of=PointOdysseyDataset.frames, options=options,
+                    skip_reason='no track passes the filter (visible at frame 0 and in 8 frames)')
+    config = dict(benchmark='pod', dataset_location=str(dataset_location), dset=dset, N=N)
+    return evaluate(dataset=PointOdysseyDataset(dataset_location, dset=dset, N=N), score=score, config=config,
+                    options=options, run=run, exp_name='pod01')
+
+
+def evaluate_cro(*, dataset_location, clip_len=1000, min_clip_len=128, options, run):
+    """CroHD: clips of ``clip_len`` frames every clip_len/2, every head that passes the filter."""
+    score = partial(score_disk_sample, frames_of=CrohdDataset.frames, options=options,
+                    skip_reason='no head passes the filter (visible, moving, away from borders)')
+    config = dict(benchmark='cro', dataset_location=str(dataset_location), clip_len=clip_len,
+                  min_clip_len=min_clip_len)
+    return evaluate(dataset=CrohdDataset(dataset_location, S=clip_len, S_min=min_clip_len), score=score,
+                    config=config, options=options, run=run, exp_name='cro01')

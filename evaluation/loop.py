@@ -1,0 +1,190 @@
+"""The benchmark loop of test_on_tap.py, test_on_cro.py and test_on_pod.py.
+
+A benchmark hands ``run_benchmark`` its samples (anything indexable with a length) and a
+scoring function ``score(model, sample, sw) -> (metrics, curves)`` (``evaluation.scoring``);
+this module runs the videos (split over the ranks when started by torchrun), appends each
+video's result to the results file as it finishes (``evaluation.results``: resumable),
+keeps the running averages, prints the original's step line, logs tensorboard scalars and
+visuals, and on rank 0 gathers every video, prints the table and writes ``--out_json`` and
+the plots (``evaluation.plots``). The means are taken over the videos in index order, so
+they do not depend on the number of ranks or on interruptions.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from prettytable import PrettyTable
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from evaluation.plots import write_plots
+from evaluation.results import ResultsFile
+from evaluation.scoring import PAPER_LINE, PAPER_METRICS, TAPVID_METRICS, SkipVideo
+from tracking.model import load_pips
+from utils import runs
+from utils.errors import SettingsError
+from utils.metrics import SimplePool
+from utils.runs import count_parameters
+from utils.vis import Summ_writer
+
+
+def start_benchmark(ranks, *, B, S, iters, exp_name, init_dir, stride=8):
+    """(run name, model) of a test script: one name for all ranks (the original's, e.g.
+    1_128_i16_tap01_153012), the model on this rank's device; rank 0 prints both."""
+    if B != 1:
+        raise SettingsError(f'B must be 1 (videos are tracked one at a time); got {B}')
+    name = ranks.broadcast(runs.run_name(f'{B}_{S}_i{iters}', exp_name))
+    if ranks.is_main:
+        print('model_name', name)
+    model = load_pips(init_dir, ranks.device, stride)
+    if ranks.is_main:
+        count_parameters(model)
+    return name, model
+
+
+class Progress:
+    """One rank's running averages, step lines, tensorboard scalars and progress bar."""
+
+    def __init__(self, *, run_name, writer, total, todo, done, ranks, metric_names, line, n_pool, log_freq):
+        self.run_name = run_name
+        self.writer = writer
+        self.total = total
+        self.line = line  # (label, metric) pairs of the step line
+        self.log_freq = log_freq
+        self.pools = {key: SimplePool(n_pool) for key in metric_names}
+        for record in done:  # resumed: the running averages go on from the scored videos
+            self.update_pools(record)
+        self.bar = tqdm(total=todo, desc='videos' if ranks.world == 1 else f'videos of rank 0 (of {ranks.world})',
+                        unit='video', file=sys.stderr, disable=not ranks.is_main)
+
+    def summ_writer(self, index):
+        return Summ_writer(writer=self.writer, global_step=index + 1, log_freq=self.log_freq, fps=8, scalar_freq=1,
+                           just_gif=True)
+
+    def update_pools(self, record):
+        for key, pool in self.pools.items():
+            if key in record.get('metrics', {}):
+                pool.update([record['metrics'][key]])
+
+    def add(self, record, rtime, itime):
+        """Print a finished video's step line (or why it was skipped)."""
+        self.bar.update(1)
+        if 'skipped' in record:
+            tqdm.write(f'skipping {record["name"]}: {record["skipped"]}')
+            return
+        self.update_pools(record)
+        sw = self.summ_writer(record['index'])
+        text = '%s; step %06d/%d; rtime %.2f; itime %.2f' % (self.run_name, record['index'] + 1, self.total,
+                                                             rtime, itime)
+        for label, key in self.line:
+            scale = 100.0 if key in TAPVID_METRICS else 1.0  # TAP-Vid fractions shown as percentages
+            text += '; %s %.1f' % (label, self.pools[key].mean() * scale)
+        for key, pool in self.pools.items():
+            sw.summ_scalar(f'_/{key}', pool.mean())
+        tqdm.write(text)
+
+    def close(self):
+        self.bar.close()
+
+
+def report(records, *, metric_names, out_json, plot_prefix, writer, total):
+    """Rank 0's final report of all videos (records in index order): the table, the JSON
+    and the plots. Returns the means."""
+    per_video = [{'name': r['name'], **r['metrics']} for r in records if 'metrics' in r]
+    skipped = [{'name': r['name'], 'reason': r['skipped']} for r in records if 'skipped' in r]
+    means = {}
+    for key in metric_names:
+        values = [v[key] for v in per_video if key in v and np.isfinite(v[key])]
+        if values:
+            means[key] = float(np.mean(values))
+    table = PrettyTable(['metric', 'mean'])
+    for key, value in means.items():
+        table.add_row([key, f'{value:.4f}' if key in TAPVID_METRICS else f'{value:.2f}'])
+    print(f'{len(per_video)} videos scored, {len(skipped)} skipped')
+    print(table)
+    if out_json:
+        os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
+        with open(out_json, 'w') as f:
+            json.dump({'mean': means, 'per_video': per_video, 'skipped': skipped}, f, indent=1)
+        print(f'wrote {out_json}')
+    named_curves = [(r['name'], r['curves']) for r in records if 'metrics' in r]
+    paths = write_plots(per_video, named_curves, plot_prefix, writer, step=total)
+    if paths:
+        print('wrote plots: ' + ', '.join(paths))
+    return means
+
+
+def results_location(out_json, results, resume, log_dir, run_name):
+    """The per-video results file: --results, else <out_json stem>.jsonl, else one in the
+    run's log folder (which --resume cannot find: it needs one of the first two)."""
+    if results:
+        return str(results)
+    if out_json:
+        return os.path.splitext(str(out_json))[0] + '.jsonl'
+    if resume:
+        raise SettingsError('--resume=True needs --out_json or --results (the results file to go on from)')
+    return os.path.join(log_dir, run_name, 'results.jsonl')
+
+
+def score_videos(indices, *, samples, score, model, store, progress):
+    """Score the videos ``indices`` one by one, appending each record as it finishes."""
+    records = []
+    for index in indices:
+        start = time.time()
+        sample = samples[index]
+        read_time = time.time() - start
+        record = {'index': index, 'name': str(sample['name'])}
+        try:
+            with torch.no_grad():
+                metrics, curves = score(model, sample, progress.summ_writer(index))
+            record.update(metrics={key: float(value) for key, value in metrics.items()}, curves=curves)
+        except SkipVideo as skip:
+            record['skipped'] = skip.reason
+        store.append(record)
+        records.append(record)
+        progress.add(record, read_time, time.time() - start)
+    return records
+
+
+def run_benchmark(*, samples, score, model, run_name, config, ranks, log_dir, out_json=None, results=None,
+                  resume=False, max_iters=0, metric_names=PAPER_METRICS, line=PAPER_LINE, log_freq=99, n_pool=1000):
+    """Score the first ``max_iters`` samples (0: all) with ``score(model, sample, sw)``,
+    which returns (metrics, curves) or raises SkipVideo; report on rank 0 (the means).
+
+    config: the settings that decide the results (a resumed file must have been written
+    with the same). Errors of the samples propagate to the script.
+    """
+    total = min(max_iters, len(samples)) if max_iters else len(samples)
+    path = results_location(out_json, results, resume, log_dir, run_name)
+    store = ResultsFile(path, config, ranks, resume)
+    mine = ranks.share(range(total))
+    todo = [index for index in mine if index not in store.done]
+    if ranks.is_main and store.done:
+        print(f'resuming: {sum(i < total for i in store.done)} of {total} videos already scored in {path}')
+    writer = SummaryWriter(os.path.join(log_dir, run_name, 'x' if ranks.is_main else f'x_rank{ranks.rank}'),
+                           max_queue=10, flush_secs=60)
+    progress = Progress(run_name=run_name, writer=writer, total=total, todo=len(todo), ranks=ranks,
+                        done=[store.done[i] for i in mine if i in store.done], metric_names=metric_names,
+                        line=line, n_pool=n_pool, log_freq=log_freq)
+    try:
+        scored = score_videos(todo, samples=samples, score=score, model=model, store=store, progress=progress)
+    except KeyboardInterrupt:
+        print(f'\ninterrupted: the videos scored so far are in {path}; run the same command with --resume=True '
+              'to go on', file=sys.stderr)
+        raise
+    finally:
+        store.close()
+        progress.close()
+    gathered = ranks.gather([store.done[i] for i in mine if i in store.done] + scored)
+    means = None
+    if ranks.is_main:
+        records = {r['index']: r for part in gathered for r in part}
+        store.merge(list({**store.done, **records}.values()))
+        means = report([records[i] for i in range(total)], metric_names=metric_names, out_json=out_json,
+                       plot_prefix=os.path.splitext(path)[0], writer=writer, total=total)
+    writer.close()
+    return means

@@ -1,0 +1,71 @@
+"""How PIPs++ tracks: one set of options, and the two presets every entry point uses.
+
+``BENCHMARK`` is the original evaluation schedule that defines the published numbers
+(``test_on_*.py``): windows of 128 frames, the last one shifted back to end on the last
+frame, no beautify. ``INTERACTIVE`` is what a person tracking a video gets (``Tracker``,
+``TrackStream``, ``demo.py``, ``track_videos.py``): the original demo's windows of 48
+frames with beautify, and a shorter last window so that no frame is tracked twice (as
+online tracking must). Any field can be changed with ``options.replace(S=16)``.
+"""
+
+import dataclasses
+
+from nets.pips2 import MIN_SIZE
+from nets.precision import check_precision
+from utils.errors import SettingsError
+
+LAST_WINDOW_RULES = ('shift', 'short')
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackOptions:
+    """The settings that decide the tracks (checked when made; a bad one raises
+    ``SettingsError`` naming it)."""
+
+    S: int = 48  # frames per window (windows overlap by one frame)
+    iters: int = 16  # refinement iterations per window
+    image_size: tuple | None = (512, 896)  # H, W the model runs at; None: the video's own size
+    beautify: bool = True  # halve the updates of the last quarter of the iterations
+    last_window: str = 'short'  # 'shift': the original's last window, shifted back; 'short': nothing twice
+    precision: str = 'fp32'  # 'bf16' / 'fp16': autocast of the matrix products (nets/precision.py)
+    point_chunk: int = 2048  # points per pass through a window (bounds memory for dense grids)
+    spill_dir: str | None = None  # folder of the temporary feature file (None: the system's)
+
+    def __post_init__(self):
+        check_count('S', self.S, minimum=2)
+        check_count('iters', self.iters, minimum=1)
+        check_count('point_chunk', self.point_chunk, minimum=1)
+        if self.image_size is not None:
+            object.__setattr__(self, 'image_size', check_image_size(self.image_size))
+        if self.last_window not in LAST_WINDOW_RULES:
+            raise SettingsError(f'last_window must be one of {LAST_WINDOW_RULES}; got {self.last_window!r}')
+        try:
+            check_precision(self.precision)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (checked)."""
+        return dataclasses.replace(self, **changes)
+
+
+def check_count(name, value, minimum):
+    """Raise SettingsError unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SettingsError(f'{name} must be an integer of at least {minimum}; got {value!r}')
+
+
+def check_image_size(image_size):
+    """(H, W) as ints, each at least the model's minimum; SettingsError otherwise."""
+    try:
+        H, W = (int(v) for v in image_size)
+        exact = all(float(v) == int(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise SettingsError(f'image_size must be two integers H,W; got {image_size!r}') from None
+    if not exact or H < MIN_SIZE or W < MIN_SIZE:
+        raise SettingsError(f'image_size must be two integers H,W of at least {MIN_SIZE}; got {image_size!r}')
+    return H, W
+
+
+INTERACTIVE = TrackOptions()
+BENCHMARK = TrackOptions(S=128, iters=16, image_size=(512, 896), beautify=False, last_window='shift')

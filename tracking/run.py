@@ -1,0 +1,247 @@
+"""One tracking job over a video of any length: ``TrackingRun``, and ``track_points`` on it.
+
+Each frame is resized and encoded once, as it arrives, and its features serve every
+group of queries whose window covers it and every chunk of points (``tracking.engine``).
+Queries at frame t are tracked forward from t to the end, and backward from t to 0 on
+the time-reversed frames; the features that backward passes need are written to an
+anonymous temporary file as they are computed, never held in RAM, and read back in
+reverse. So memory does not grow with the video, for any query layout and any frame
+source (arrays, files, folders, one-pass iterators such as a camera).
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from nets.precision import inference_precision
+from tracking.engine import ChunkStates, DiskStore, Sweep
+from tracking.options import INTERACTIVE
+from tracking.queries import QueryError, check_queries, model_scale
+
+
+def frame_to_tensor(frame, device):
+    """One frame -> 3,H,W float32 tensor in 0..255 on ``device``.
+
+    numpy arrays are H,W,3 (RGB, uint8 or float); torch tensors are 3,H,W.
+    """
+    if isinstance(frame, np.ndarray):
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f'a numpy frame must be H,W,3 RGB; got shape {frame.shape}')
+        return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1).float()
+    if frame.dim() != 3 or frame.shape[0] != 3:
+        raise ValueError(f'a tensor frame must be 3,H,W RGB; got shape {tuple(frame.shape)}')
+    return frame.to(device).float()
+
+
+def resize_frame(frame, size):
+    """3,H,W float -> 3,size[0],size[1] (bilinear, align_corners=False, as the original)."""
+    if size is None or tuple(frame.shape[-2:]) == tuple(size):
+        return frame
+    return F.interpolate(frame[None], size=tuple(size), mode='bilinear', align_corners=False)[0]
+
+
+def check_video_array(frames):
+    if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim != 4:
+        raise ValueError(f'a video array must be T,H,W,3 (numpy) or T,3,H,W (torch); '
+                         f'got shape {tuple(frames.shape)}')
+
+
+class TrackRows:
+    """T,N,2 float32 tracks in video pixels, NaN until written.
+
+    Grows as frames and queries come, or, given ``out`` (a path), is a preallocated
+    ``.npy`` memmap of ``num_frames`` x ``num_points``, written as tracking goes.
+    """
+
+    def __init__(self, num_frames=None, num_points=None, out=None):
+        self.T = self.N = 0
+        if out is not None:
+            if num_frames is None or num_points is None:
+                raise ValueError('writing tracks to a file (out=...) needs the number of frames up front')
+            self.array = np.lib.format.open_memmap(str(out), mode='w+', dtype=np.float32,
+                                                   shape=(num_frames, num_points, 2))
+            self.array[:] = np.nan
+        else:
+            self.array = np.full((num_frames or 64, num_points or 1, 2), np.nan, dtype=np.float32)
+
+    def grow(self, T=None, N=None):
+        T, N = max(self.T, T or 0), max(self.N, N or 0)
+        cap_T, cap_N = self.array.shape[:2]
+        if T > cap_T or N > cap_N:
+            if isinstance(self.array, np.memmap):
+                raise ValueError(f'the output file holds {cap_T} frames x {cap_N} points; '
+                                 f'got frame {T - 1}, point {N - 1}')
+            bigger = np.full((max(T, 2 * cap_T if T > cap_T else cap_T), max(N, 2 * cap_N if N > cap_N else cap_N),
+                              2), np.nan, dtype=np.float32)
+            bigger[:cap_T, :cap_N] = self.array
+            self.array = bigger
+        self.T, self.N = T, N
+
+    def tracks(self):
+        """The T,N,2 tracks (the memmap itself when writing to a file)."""
+        view = self.array[:self.T, :self.N]
+        return view if isinstance(self.array, np.memmap) else np.ascontiguousarray(view)
+
+
+class TrackingRun:
+    """One tracking job: frames pushed in order, queries added up to the frame they start on.
+
+    The forward sweep runs as frames come; ``finish`` runs the last windows and the
+    backward passes (on features spilled to disk up to frame ``spill_until``; None: all).
+    """
+
+    def __init__(self, model, options, rows, *, spill_until=None, on_window=None, on_progress=None):
+        self.model = model
+        self.options = options
+        self.device = next(model.parameters()).device
+        self.rows = rows
+        self.queries = np.zeros((0, 3))
+        self.pending = {}  # frame -> [query ids] of queries whose frame has not come
+        self.starts = []  # (frame, query ids, xy0 N,2 model pixels) of every group started
+        self.group_ids = {}  # group key -> query ids
+        self.spill_until = spill_until
+        self.spill = None
+        self.sweep_args = dict(model=model, S=options.S, iters=options.iters, beautify=options.beautify,
+                               point_chunk=options.point_chunk, on_progress=on_progress)
+        self.forward = Sweep(write=self._write_forward, states=ChunkStates(folder=options.spill_dir),
+                             on_window=on_window, **self.sweep_args)
+        self.num_frames = 0
+        self.size = self.scale = self.model_size = None
+
+    def add_queries(self, queries):
+        """queries: checked N,3 (t, x, y) in video pixels; t >= the last frame pushed."""
+        if self.num_frames and queries[:, 0].min() < self.num_frames - 1:
+            raise QueryError(f'queries can be added at frame {self.num_frames - 1} (the last pushed) or later; '
+                             f'got frame {int(queries[:, 0].min())}')
+        first = len(self.queries)
+        self.queries = np.concatenate([self.queries, queries])
+        self.rows.grow(N=len(self.queries))
+        ids = np.arange(first, len(self.queries))
+        for t in np.unique(queries[:, 0]).astype(int):
+            self.pending.setdefault(t, []).append(ids[queries[:, 0] == t])
+        if self.num_frames:
+            self._start_groups(self.num_frames - 1)
+
+    def push(self, frame):
+        """Resize and encode the next frame (H,W,3 array or 3,H,W tensor) and track on it."""
+        frame = frame_to_tensor(frame, self.device)
+        t = self.num_frames
+        self._check_size(t, tuple(frame.shape[-2:]))
+        frame = resize_frame(frame, self.model_size)
+        self.rows.grow(T=t + 1)
+        self.num_frames += 1
+        self._start_groups(t)
+        fmap = self.model.encode(frame[None, None])[0, 0]  # C,H8,W8
+        if self.spill_until is None or t <= self.spill_until:
+            if self.spill is None:
+                self.spill = DiskStore(self.options.spill_dir)
+            self.spill.put(t, fmap)
+        self.forward.push(fmap, frame if self.forward.on_window is not None else None)
+
+    def finish(self, backward=True):
+        """Run the last forward windows, then the backward passes; returns nothing."""
+        if self.num_frames == 0:
+            raise ValueError('no frames to track')
+        if self.pending:
+            raise QueryError(f'a query is at frame {max(self.pending)} but the video has {self.num_frames} frames')
+        try:
+            self.forward.finish(self.options.last_window)
+            self.forward.states.close()
+            if backward:
+                self._track_backward()
+        finally:
+            self.close()
+
+    def close(self):
+        """Delete the spilled features (also when tracking stops on an error or Ctrl-C)."""
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
+
+    def _check_size(self, t, size):
+        if self.size is None:
+            self.size = size
+            self.model_size = tuple(self.options.image_size or size)
+            self.scale = model_scale(size, self.model_size)
+        elif size != self.size:
+            raise ValueError(f'frame {t} is {size[1]}x{size[0]} but the video started at {self.size[1]}x{self.size[0]}')
+
+    def _start_groups(self, t):
+        for ids in self.pending.pop(t, []):
+            xy0 = torch.from_numpy(self.queries[ids, 1:] * self.scale).float()
+            self.rows.array[t, ids] = self.queries[ids, 1:]
+            group = self.forward.add_group(len(self.group_ids), t, xy0)
+            self.group_ids[group.key] = ids
+            self.starts.append((t, ids, xy0))
+
+    def _write_forward(self, group, start, end, window):
+        ids = self.group_ids[group.key]
+        self.rows.array[start:end, ids] = window.double().numpy() / self.scale
+        if start <= group.start < end:  # a query's own frame is exactly the query
+            self.rows.array[group.start, ids] = self.queries[ids, 1:]
+
+    def _track_backward(self):
+        """Track every group with a query frame t > 0 from t down to 0, in one sweep over
+        the spilled features read from the latest query frame backward."""
+        starts = [(t, ids, xy0) for t, ids, xy0 in self.starts if t > 0]
+        if not starts:
+            return
+        t_max = max(t for t, _, _ in starts)
+        ids_of = {}
+
+        def write(group, start, end, window):  # sweep positions p are frames t_max - p
+            ids = ids_of[group.key]
+            frames = t_max - np.arange(start, end)
+            self.rows.array[frames[:, None], ids[None, :]] = window.double().numpy() / self.scale
+            if start <= group.start < end:
+                self.rows.array[t_max - group.start, ids] = self.queries[ids, 1:]
+
+        states = ChunkStates(folder=self.options.spill_dir)
+        sweep = Sweep(write=write, states=states, **self.sweep_args)
+        try:
+            for position, t in enumerate(range(t_max, -1, -1)):
+                for key, (t_query, ids, xy0) in enumerate(starts):
+                    if t_query == t:
+                        ids_of[sweep.add_group(key, position, xy0).key] = ids
+                sweep.push(self.spill.get(t, self.device))
+            sweep.finish(self.options.last_window)
+        finally:
+            states.close()
+
+
+@torch.no_grad()
+def track_points(model, frames, queries, options=INTERACTIVE, *, num_frames=None, progress=False, on_window=None,
+                 out=None):
+    """Track ``queries`` through a video of any length.
+
+    model: a Pips model (its device is used). frames: a T,H,W,3 uint8 numpy array, a
+    T,3,H,W tensor (0..255), or any iterable of H,W,3 numpy / 3,H,W tensor frames, read
+    once, in order. queries: N,3 rows (t, x, y) in the video's pixels, t the query's frame.
+    options: a ``TrackOptions`` (``INTERACTIVE`` or ``BENCHMARK``, or one made from them).
+    num_frames: the length, if known (for the progress bar, and needed with ``out``).
+    progress: show a bar in point-frames with an ETA.
+    on_window(start, end, rgbs, preds_anim): sees every forward window.
+    out: a ``.npy`` path to write the tracks to as a memmap (for very large T x N).
+    Returns T,N,2 float32 tracks in the video's pixels; row t of a query is exactly its (x, y).
+    """
+    queries = check_queries(queries)
+    check_video_array(frames)
+    if num_frames is None and isinstance(frames, (np.ndarray, torch.Tensor)):
+        num_frames = len(frames)
+    last_query_frame = int(queries[:, 0].max())
+    total = len(queries) * (num_frames - 1) if num_frames else None
+    bar = tqdm(total=total, desc='tracking', unit='point-frame', unit_scale=True, disable=not progress)
+    rows = TrackRows(num_frames, len(queries), out)
+    spill_until = last_query_frame if last_query_frame > 0 else -1  # backward passes read frames <= this
+    run = TrackingRun(model, options, rows, spill_until=spill_until, on_window=on_window, on_progress=bar.update)
+    try:
+        with inference_precision(options.precision, run.device):
+            run.add_queries(queries)
+            for frame in frames:
+                run.push(frame)
+            run.finish()
+    finally:
+        run.close()
+        bar.close()
+    return rows.tracks()

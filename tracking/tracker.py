@@ -1,0 +1,79 @@
+"""The three-line API: ``Tracker``, with the interactive options every entry point shares."""
+
+import itertools
+import os
+
+import numpy as np
+import torch
+
+from tracking.model import load_pips
+from tracking.options import INTERACTIVE
+from tracking.queries import default_queries, stride_grid_queries
+from tracking.run import track_points
+from tracking.stream import TrackStream
+from utils.video import iter_video_frames, video_info
+
+
+def frame_size(frame):
+    """(H, W) of one frame: H,W,3 numpy or 3,H,W tensor."""
+    return tuple(frame.shape[:2]) if isinstance(frame, np.ndarray) else tuple(frame.shape[-2:])
+
+
+def open_video(video):
+    """(frames, num_frames or None, (H, W)) of a video given as a path (video file or image
+    folder), a T,H,W,3 array, a T,3,H,W tensor, or any sequence or iterator of frames
+    (H,W,3 numpy or 3,H,W tensor; read once)."""
+    if isinstance(video, (str, os.PathLike)):
+        num_frames, H, W, _ = video_info(video)
+        return iter_video_frames(video), num_frames, (H, W)
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        return video, len(video), frame_size(video[0]) if len(video) else (0, 0)
+    num_frames = len(video) if hasattr(video, '__len__') else None
+    frames = iter(video)
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise ValueError('the video has no frames') from None
+    return itertools.chain([first], frames), num_frames, frame_size(first)
+
+
+class Tracker:
+    """Three-line point tracking::
+
+        tracker = Tracker.from_checkpoint('./reference_model', device='cuda')
+        tracks = tracker('video.mp4', [[0, 100.0, 200.0], [30, 50.0, 60.0]])  # T,N,2
+
+    ``options``: a ``TrackOptions`` (default ``INTERACTIVE``); keyword ``settings`` change
+    its fields (``Tracker(model, S=16, precision='bf16')``).
+    """
+
+    def __init__(self, model, options=INTERACTIVE, **settings):
+        self.model = model.eval()
+        self.options = options.replace(**settings) if settings else options
+
+    @classmethod
+    def from_checkpoint(cls, init_dir='./reference_model', device=None, options=INTERACTIVE, **settings):
+        """Load the newest checkpoint in ``init_dir`` (strictly) onto ``device``; a missing
+        or unfitting checkpoint raises ``saverloader.CheckpointError``."""
+        return cls(load_pips(init_dir, device), options, **settings)
+
+    def __call__(self, video, queries=None, progress=False, *, grid_stride=None, out=None, on_window=None):
+        """Tracks T,N,2 in video pixels.
+
+        video: a path (video file or image folder), a T,H,W,3 uint8 RGB array, a T,3,H,W
+        tensor (0..255), or any sequence or iterator of frames. queries: N,3 rows
+        (t, x, y) in the video's pixels; None: every ``grid_stride``-th pixel of frame 0
+        if given, else the default 32x32 grid of frame 0 (``tracking.queries``).
+        progress: a bar with an ETA. out: a .npy path to write the tracks to as they come
+        (a memmap; for very large T x N). on_window: see ``track_points``.
+        """
+        frames, num_frames, (H, W) = open_video(video)
+        if queries is None:
+            queries = (stride_grid_queries(H, W, grid_stride) if grid_stride
+                       else default_queries(H, W, self.options.image_size))
+        return track_points(self.model, frames, queries, self.options, num_frames=num_frames, progress=progress,
+                            out=out, on_window=on_window)
+
+    def stream(self, queries=None, *, backward=True):
+        """An online ``TrackStream`` with this tracker's options."""
+        return TrackStream(self.model, queries, self.options, backward=backward)

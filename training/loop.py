@@ -1,0 +1,176 @@
+"""The training loop that train.py and finetune_highres.py share, in plain phases.
+
+``run(cfg, samples)``: build (``Trainer``: model, optimizer and schedule, restore, DDP,
+autocast), then the steps (``train_steps``: one optimizer step, the step line, the
+periodic checkpoint and validation), then the final save. Ctrl-C and SIGTERM (raised as
+KeyboardInterrupt by ``utils.cli``) save a checkpoint of the last finished step before
+the interrupt goes on; a NaN loss stops the run without saving that step.
+"""
+
+import contextlib
+import os
+import time
+
+import torch
+
+import saverloader
+from nets.pips2 import Pips
+from nets.precision import training_autocast
+from training.logger import Logger
+from training.step import train_forward, validate
+from utils.errors import PipsError, SettingsError
+from utils.metrics import SimplePool
+from utils.runs import count_parameters
+
+
+def make_optimizer(model, cfg):
+    """The original's AdamW and, with --use_scheduler, its one-cycle schedule (10% warm-up,
+    linear annealing, 100 spare steps); the scheduler is None without it."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-6, eps=1e-8)
+    if not cfg.use_scheduler:
+        return optimizer, None
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, cfg.max_iters + 100, pct_start=0.1,
+                                                          cycle_momentum=False, anneal_strategy='linear')
+
+
+class NonFiniteLoss(PipsError):
+    """The loss of a training step is NaN or infinite (nothing of that step is saved)."""
+
+
+class Trainer:
+    """A run's model, optimizer, schedule and batches; one training step; one save."""
+
+    def __init__(self, cfg, samples):
+        self.cfg, self.samples = cfg, samples
+        model = Pips(stride=cfg.stride).to(cfg.device)
+        model.norm.requires_grad_(False)  # the unused GroupNorm: no gradient, so DDP need not wait for one
+        self.optimizer, self.scheduler = make_optimizer(model, cfg)
+        if cfg.is_main:
+            count_parameters(model)
+        self.start_step = self.done_step = self.saved_step = self.restore(model)
+        if self.start_step >= cfg.max_iters:
+            raise SettingsError(f'the restored step {self.start_step} is not below max_iters={cfg.max_iters}, so '
+                                'there is nothing to train; pass --load_step=False to fine-tune with a fresh step '
+                                'count, or raise --max_iters')
+        self.bare_model = model
+        self.model = model
+        if cfg.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[cfg.device] if cfg.device.startswith('cuda') else None)
+        try:
+            self.autocast, self.scaler = training_autocast(cfg.amp, cfg.device)
+        except ValueError as exc:
+            raise SettingsError(f'--{exc}') from exc
+        self.cache = SimplePool(cfg.cache_len) if cfg.cache_len else None
+
+    def restore(self, model):
+        """Load --init_dir (a run under ckpt_dir, or a folder path); return the starting step.
+
+        As in the original: with --load_step the step, and with --load_optimizer too the
+        optimizer and schedule, continue; --load_step=False loads the model only.
+        """
+        cfg = self.cfg
+        if not cfg.init_dir:
+            return 0
+        path = cfg.init_dir if os.path.isdir(cfg.init_dir) else os.path.join(cfg.ckpt_dir, cfg.init_dir)
+        resume = cfg.load_step and cfg.load_optimizer
+        step = saverloader.load(path, model, optimizer=self.optimizer if resume else None,
+                                scheduler=self.scheduler if resume else None, ignore_load=cfg.ignore_load)
+        return step if cfg.load_step else 0
+
+    def next_batch(self, step):
+        """A new batch, or with --cache_len one of the cached ones."""
+        cfg = self.cfg
+        if self.cache is None:
+            return self.samples.next()
+        if len(self.cache) < cfg.cache_len or (cfg.cache_freq > 0 and step % cfg.cache_freq == 0):
+            self.cache.update([self.samples.next()])
+            if cfg.is_main:
+                print('cached a new sample into sample_pool (len %d)' % len(self.cache))
+        return self.cache.sample()
+
+    def train_step(self, step, sw):
+        """One optimizer step over --grad_acc batches: (the last loss / grad_acc, its metrics,
+        seconds spent reading data). Raises NonFiniteLoss before touching the weights."""
+        cfg = self.cfg
+        read_time = 0.0
+        for micro_step in range(cfg.grad_acc):
+            read_start = time.time()
+            batch = self.next_batch(step)
+            read_time += time.time() - read_start
+            last = micro_step == cfg.grad_acc - 1
+            with self.autocast():
+                loss, metrics = train_forward(self.model, batch, cfg, sw if last else None)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f'nan in loss at step {step}; quitting (nothing saved for this step)')
+            loss = loss / cfg.grad_acc
+            with contextlib.nullcontext() if last or cfg.world == 1 else self.model.no_sync():
+                self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.done_step = step
+        return loss, metrics, read_time
+
+    def validation_batch(self):
+        """As the original: one of the cached batches with --cache_len (none is added), else
+        the next batch of the training stream."""
+        if self.cache is not None and len(self.cache):
+            return self.cache.sample()
+        return self.samples.next()
+
+    def validate(self, step, sw):
+        """Validation metrics on a fresh batch (rank 0 only)."""
+        self.bare_model.eval()
+        with torch.no_grad(), self.autocast():
+            metrics = validate(self.bare_model, self.validation_batch(), self.cfg, sw)
+        self.bare_model.train()
+        return metrics
+
+    def save(self, step):
+        """Write the checkpoint of ``step`` (rank 0; once per step)."""
+        if self.cfg.is_main and step != self.saved_step:
+            saverloader.save(os.path.join(self.cfg.ckpt_dir, self.cfg.name), self.optimizer, self.bare_model,
+                             step, scheduler=self.scheduler, keep_latest=self.cfg.keep_latest)
+        self.saved_step = step
+
+
+def train_steps(cfg, trainer, logger):
+    """The steps after the restored one up to --max_iters, saving and validating."""
+    for step in range(trainer.start_step + 1, cfg.max_iters + 1):
+        step_start = time.time()
+        sw = logger.summ_writer('t', step)
+        if sw is not None:
+            sw.summ_scalar('_/current_lr', trainer.optimizer.param_groups[0]['lr'])
+        loss, metrics, read_time = trainer.train_step(step, sw)
+        logger.update('t', metrics, sw)
+        if step % cfg.save_freq == 0:
+            trainer.save(step)
+        if cfg.is_main and cfg.val_freq and step % cfg.val_freq == 0:
+            sw_v = logger.summ_writer('v', step)
+            logger.update('v', trainer.validate(step, sw_v), sw_v)
+        logger.step_line(step, read_time, time.time() - step_start, loss.item())
+
+
+def run(cfg, samples):
+    """Train (see the module docstring): build, loop, save at the end or on an interrupt."""
+    trainer = Trainer(cfg, samples)
+    logger = Logger(cfg)
+    trainer.model.train()
+    try:
+        train_steps(cfg, trainer, logger)
+    except KeyboardInterrupt:
+        if trainer.done_step != trainer.saved_step:
+            logger.print(f'interrupted after step {trainer.done_step}; saving a checkpoint first')
+        trainer.save(trainer.done_step)
+        raise
+    finally:
+        logger.close()
+    trainer.save(trainer.done_step)
+    if cfg.world > 1:  # every rank must end with the same weights
+        checksum = sum(p.detach().double().sum().item() for p in trainer.bare_model.parameters())
+        print(f'rank {cfg.rank}: weights checksum {checksum:.10f}', flush=True)
