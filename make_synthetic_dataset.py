@@ -33,9 +33,9 @@ def main(out_dir='./pod_synthetic', dset='train', n_seqs=100, T=40, H=256, W=320
         sys.exit(f'error: {exc}')
     elapsed = time.time() - start
     split_dir = os.path.join(str(out_dir), dset)
-    per_sequence = elapsed / outcomes['written'] if outcomes['written'] else 0.0
-    print(f'{outcomes["written"]} written ({per_sequence:.2f} s each), {outcomes["present"]} already there, '
-          f'{outcomes["busy"]} being written by other runs; {elapsed:.1f} s in all; in {split_dir}')
+    rate = f' ({elapsed / outcomes["written"]:.2f} s per sequence written)' if outcomes['written'] else ''
+    print(f'{outcomes["written"]} written{rate}, {outcomes["present"]} already there, {outcomes["busy"]} being '
+          f'written by other runs; {elapsed:.1f} s in all; in {split_dir}')
 
 
 if __name__ == '__main__':

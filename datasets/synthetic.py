@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import skimage.data
 
 from datasets.common import DatasetError
 
@@ -275,8 +276,9 @@ def background_path(rng, H, W, unit):
 
 
 def exposure_times(T):
-    """Frame times over which a layer must exist: every frame, widened by the shutter."""
-    return np.concatenate([np.arange(T) - MOTION_BLUR_EXPOSURE / 2, np.arange(T) + MOTION_BLUR_EXPOSURE / 2])
+    """Times at which the background must cover the frame: each frame and its shutter's ends."""
+    frames = np.arange(T, dtype=np.float64)
+    return np.concatenate([frames, frames - MOTION_BLUR_EXPOSURE / 2, frames + MOTION_BLUR_EXPOSURE / 2])
 
 
 def background_half_size(path, T, H, W):
@@ -296,7 +298,6 @@ def background_half_size(path, T, H, W):
 @functools.lru_cache(maxsize=None)
 def photo(name):
     """A bundled photograph as h,w,3 uint8 RGB, at most PHOTO_MAX_SIDE px a side."""
-    import skimage.data
     image = getattr(skimage.data, name)()
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
@@ -306,6 +307,14 @@ def photo(name):
     image = np.ascontiguousarray(image[:, :, :3])
     image.flags.writeable = False
     return image
+
+
+@functools.lru_cache(maxsize=None)
+def horse_silhouette():
+    """The horse silhouette bundled with scikit-image (CC0), h,w uint8 (255 on the horse)."""
+    silhouette = (~skimage.data.horse()).astype(np.uint8) * 255
+    silhouette.flags.writeable = False
+    return silhouette
 
 
 def random_colours(rng, count):
@@ -451,11 +460,9 @@ def blob_shape(rng, mask, box):
 
 
 def horse_shape(rng, mask, box):
-    """The horse silhouette bundled with scikit-image (CC0)."""
-    import skimage.data
     (x0, y0), (x1, y1) = box
-    silhouette = (~skimage.data.horse()).astype(np.uint8) * 255
-    mask[y0:y1 + 1, x0:x1 + 1] = cv2.resize(silhouette, (x1 - x0 + 1, y1 - y0 + 1), interpolation=cv2.INTER_NEAREST)
+    size = (x1 - x0 + 1, y1 - y0 + 1)
+    mask[y0:y1 + 1, x0:x1 + 1] = cv2.resize(horse_silhouette(), size, interpolation=cv2.INTER_NEAREST)
 
 
 def rectangle_shape(rng, mask, box):
@@ -638,6 +645,8 @@ def make_scene(seed, index, T, H, W, N, motion_blur=False):
 
 @dataclass
 class Frame:
+    """One rendered frame: colours, the id mask and the depth map."""
+
     rgb: np.ndarray  # H,W,3 uint8
     ids: np.ndarray  # H,W uint8 layer ids (layer index + 1)
     depth: np.ndarray  # H,W uint16 mm
