@@ -12,25 +12,21 @@ and ``datasets.pointodysseydataset_fullseq.PointOdysseyTestSequences``.
 
 import collections
 import os
-import sys
 import time
 
-from fire import Fire
 from tqdm import tqdm
 
 from datasets import synthetic
+from utils import cli
 
 
 def main(out_dir='./pod_synthetic', dset='train', n_seqs=100, T=40, H=256, W=320, N=600, seed=0, motion_blur=False):
     """Make sequences 0..n_seqs-1 of T frames of H x W with N tracks each, drawn from
     ``seed``; --motion_blur blurs moving layers over the shutter time."""
     start = time.time()
-    try:
-        sequences = synthetic.make_sequences(out_dir, dset=dset, n_seqs=n_seqs, seed=seed, T=T, H=H, W=W, N=N,
-                                             motion_blur=motion_blur)
-        outcomes = collections.Counter(outcome for _, outcome in tqdm(sequences, total=n_seqs, unit='seq'))
-    except (ValueError, OSError) as exc:  # DatasetError is a ValueError
-        sys.exit(f'error: {exc}')
+    sequences = synthetic.make_sequences(out_dir, dset=dset, n_seqs=n_seqs, seed=seed, T=T, H=H, W=W, N=N,
+                                         motion_blur=motion_blur)
+    outcomes = collections.Counter(outcome for _, outcome in tqdm(sequences, total=n_seqs, unit='seq'))
     elapsed = time.time() - start
     split_dir = os.path.join(str(out_dir), dset)
     rate = f' ({elapsed / outcomes["written"]:.2f} s per sequence written)' if outcomes['written'] else ''
@@ -39,4 +35,4 @@ def main(out_dir='./pod_synthetic', dset='train', n_seqs=100, T=40, H=256, W=320
 
 
 if __name__ == '__main__':
-    Fire(main)
+    cli.run(main)

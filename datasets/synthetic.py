@@ -34,9 +34,8 @@ import functools
 import json
 import os
 import re
-import shutil
-import socket
 import tempfile
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -44,6 +43,8 @@ import numpy as np
 import skimage.data
 
 from datasets.common import DatasetError
+from utils.errors import SettingsError
+from utils.files import TMP_MARK, atomic_path, sweep_temporaries, temporary_name, writer_is_dead
 
 # Difficulty knobs. Speeds and sizes in px are for frames whose shorter side is
 # REFERENCE_SIDE and scale with it.
@@ -96,8 +97,6 @@ PHOTO_MAX_SIDE = 512  # px, larger photographs are shrunk once when loaded
 
 SETTINGS_FILE = 'synthetic.json'
 GENERATOR = 'datasets/synthetic.py 1'
-HOST = socket.gethostname()
-TEMP_NAME = re.compile(r'\.tmp-(?P<name>seq_\d+)-(?P<pid>\d+)@(?P<host>.+)')
 
 
 def sequence_name(index):
@@ -114,15 +113,15 @@ def is_integer(value):
 
 def check_integer(name, value, low, high):
     if not is_integer(value) or not low <= value <= high:
-        raise ValueError(f'{name} must be an integer from {low} to {high}, got {value!r}')
+        raise SettingsError(f'{name} must be an integer from {low} to {high}, got {value!r}')
 
 
 def check_settings(out_dir, dset, n_seqs, seed, T, H, W, N, motion_blur):
-    """Raise ValueError naming the first bad argument."""
+    """Raise SettingsError naming the first bad argument."""
     if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
-        raise ValueError(f'out_dir must be a folder path, got {out_dir!r}')
+        raise SettingsError(f'out_dir must be a folder path, got {out_dir!r}')
     if not isinstance(dset, str) or not SET_NAME.fullmatch(dset):
-        raise ValueError(f'dset must be a plain folder name (letters, digits, _ . -), got {dset!r}')
+        raise SettingsError(f'dset must be a plain folder name (letters, digits, _ . -), got {dset!r}')
     check_integer('n_seqs', n_seqs, 1, MAX_SEQUENCES)
     check_integer('seed', seed, 0, 2 ** 63 - 1)
     check_integer('T', T, 2, MAX_FRAMES)
@@ -130,42 +129,9 @@ def check_settings(out_dir, dset, n_seqs, seed, T, H, W, N, motion_blur):
     check_integer('W', W, MIN_SIDE, MAX_SIDE)
     check_integer('N', N, 1, MAX_TRACK_ENTRIES)
     if T * N > MAX_TRACK_ENTRIES:
-        raise ValueError(f'T * N must be at most {MAX_TRACK_ENTRIES}, got {T} * {N}')
+        raise SettingsError(f'T * N must be at most {MAX_TRACK_ENTRIES}, got {T} * {N}')
     if not isinstance(motion_blur, (bool, np.bool_)):
-        raise ValueError(f'motion_blur must be True or False, got {motion_blur!r}')
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def temp_folders(split_dir):
-    """[(path, sequence name, pid, host)] of the temporary folders in ``split_dir``."""
-    found = []
-    for entry in os.listdir(split_dir):
-        match = TEMP_NAME.fullmatch(entry)
-        if match:
-            found.append((os.path.join(split_dir, entry), match['name'], int(match['pid']), match['host']))
-    return found
-
-
-def owner_working(pid, host):
-    """Whether the process that owns a temporary folder may still be writing it (a folder
-    from another host counts as in use: its process cannot be checked from here)."""
-    return host != HOST or (pid != os.getpid() and pid_alive(pid))
-
-
-def sweep_leftovers(split_dir):
-    """Remove the temporary folders of dead processes of this host."""
-    for path, _, pid, host in temp_folders(split_dir):
-        if not owner_working(pid, host):
-            shutil.rmtree(path, ignore_errors=True)
+        raise SettingsError(f'motion_blur must be True or False, got {motion_blur!r}')
 
 
 def prepare_split(out_dir, dset):
@@ -177,7 +143,7 @@ def prepare_split(out_dir, dset):
         os.rmdir(tempfile.mkdtemp(prefix='.probe-', dir=split_dir))
     except OSError as exc:
         raise DatasetError(f'{split_dir}: cannot write here ({exc.strerror or exc})') from exc
-    sweep_leftovers(split_dir)
+    sweep_temporaries(split_dir)
     return split_dir
 
 
@@ -791,8 +757,15 @@ def check_finished(seq_dir, settings):
 
 
 def busy_elsewhere(split_dir, name):
-    """Whether another live process is writing sequence ``name``."""
-    return any(owner == name and owner_working(pid, host) for _, owner, pid, host in temp_folders(split_dir))
+    """Whether another live process is writing sequence ``name`` (a temporary folder of another
+    host counts as in use until it is stale: its process cannot be checked from here)."""
+    mine = os.path.basename(temporary_name(os.path.join(split_dir, name)))
+    for entry in os.listdir(split_dir):
+        if entry.startswith(f'.{name}{TMP_MARK}') and entry != mine:
+            age = time.time() - os.path.getmtime(os.path.join(split_dir, entry))
+            if not writer_is_dead(entry, age):
+                return True
+    return False
 
 
 def make_one(split_dir, index, settings):
@@ -806,22 +779,19 @@ def make_one(split_dir, index, settings):
         return name, 'present'
     if busy_elsewhere(split_dir, name):
         return name, 'busy'
-    temp_dir = os.path.join(split_dir, f'.tmp-{name}-{os.getpid()}@{HOST}')
     try:
-        write_sequence(temp_dir, make_scene(index=index, **settings))
-        os.rename(temp_dir, seq_dir)  # atomic; refuses to replace a finished folder
+        with atomic_path(seq_dir) as temp_dir:  # the rename refuses to replace a finished folder
+            write_sequence(temp_dir, make_scene(index=index, **settings))
     except OSError:
         if not os.path.isdir(seq_dir):
             raise
         check_finished(seq_dir, wanted)
         return name, 'present'
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
     return name, 'written'
 
 
 def make_sequences(out_dir, dset='train', n_seqs=1, seed=0, T=40, H=256, W=320, N=600, motion_blur=False):
-    """Check the arguments and the output folder at once (ValueError, DatasetError), then
+    """Check the arguments and the output folder at once (SettingsError, DatasetError), then
     return an iterator that makes sequences 0..n_seqs-1 one by one, yielding (name,
     outcome) as ``make_one``."""
     check_settings(out_dir, dset, n_seqs=n_seqs, seed=seed, T=T, H=H, W=W, N=N, motion_blur=motion_blur)

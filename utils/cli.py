@@ -5,7 +5,8 @@
 
 ``run`` parses the original's ``--name=value`` arguments with python-fire and calls the
 script's ``main``. A ``PipsError`` becomes one line, ``error: <message>``, on stderr and
-exit status 1. Ctrl-C (SIGINT) and SIGTERM, whether sent to the process or to its whole
+exit status 1, and so does an ``OSError`` (a full disk, a read-only folder), naming the
+file. Ctrl-C (SIGINT) and SIGTERM, whether sent to the process or to its whole
 process group (as SLURM, Kubernetes and ``timeout`` do), raise ``KeyboardInterrupt``
 inside ``main``, which saves what it must and lets it through; the script then exits
 with status 130.
@@ -32,6 +33,10 @@ def run(main, argv=None):
         fire.Fire(main, command=argv, name=None)
     except PipsError as exc:
         print(f'error: {exc}', file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        where = f'{exc.filename}: ' if exc.filename else ''
+        print(f'error: {where}{exc.strerror or exc}', file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from tests.fixtures.tapvid import make_video
 from tracking import INTERACTIVE

@@ -16,8 +16,9 @@ from datasets import augment, synthetic
 from datasets.common import DatasetError
 from datasets.pointodysseydataset import PointOdysseyClips
 from datasets.pointodysseydataset_fullseq import PointOdysseyTestSequences
+from tests.fixtures.scripts import ROOT
+from utils.files import HOST
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, 'tests', 'data', 'synthetic_reference.npz')
 SMALL = dict(T=12, H=128, W=160, N=300)
 GOOD = dict(out_dir='out', dset='train', n_seqs=2, seed=0, T=40, H=256, W=320, N=600, motion_blur=False)
@@ -264,9 +265,9 @@ def test_finished_sequences_are_kept_and_leftovers_of_dead_runs_removed(tmp_path
     assert [o for _, o in synthetic.make_sequences(str(tmp_path), n_seqs=1, **tiny)] == ['written']
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
     dead.wait()
-    dead_temp = split / f'.tmp-seq_00001-{dead.pid}@{synthetic.HOST}'
-    live_temp = split / f'.tmp-seq_00002-{os.getppid()}@{synthetic.HOST}'
-    remote_temp = split / '.tmp-seq_00003-1@another-host'
+    dead_temp = split / f'.seq_00001.tmp.{HOST}.{dead.pid}'
+    live_temp = split / f'.seq_00002.tmp.{HOST}.{os.getppid()}'
+    remote_temp = split / '.seq_00003.tmp.another-host.1'
     for folder in (dead_temp, live_temp, remote_temp):
         folder.mkdir()
     outcomes = [o for _, o in synthetic.make_sequences(str(tmp_path), n_seqs=4, **tiny)]
