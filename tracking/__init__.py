@@ -2,7 +2,7 @@
 
     from tracking import Tracker
     tracker = Tracker.from_checkpoint('./reference_model')
-    tracks = tracker('video.mp4', [[0, 320.0, 180.0]])   # T,N,2 in video pixels
+    tracks = tracker('video.mp4', [[0, 320.0, 180.0]]).tracks   # T,N,2 in video pixels
 
 Modules: ``options`` (``TrackOptions`` and the ``INTERACTIVE`` / ``BENCHMARK`` presets),
 ``queries`` (reading, checking, grids, pixel scales), ``engine`` (the window schedule over
@@ -15,6 +15,6 @@ from tracking.model import load_pips
 from tracking.options import BENCHMARK, INTERACTIVE, TrackOptions
 from tracking.run import track_points
 from tracking.stream import TrackStream
-from tracking.tracker import Tracker
+from tracking.tracker import Tracker, Tracks
 
-__all__ = ['BENCHMARK', 'INTERACTIVE', 'TrackOptions', 'TrackStream', 'Tracker', 'load_pips', 'track_points']
+__all__ = ['BENCHMARK', 'INTERACTIVE', 'TrackOptions', 'TrackStream', 'Tracker', 'Tracks', 'load_pips', 'track_points']

@@ -2,6 +2,7 @@
 
 import itertools
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -12,6 +13,14 @@ from tracking.queries import default_queries, stride_grid_queries
 from tracking.run import track_points
 from tracking.stream import TrackStream
 from utils.video import iter_video_frames, video_info
+
+
+class Tracks(NamedTuple):
+    """What ``Tracker`` returns: ``tracks, visible, confidence = tracker(video, queries)``."""
+
+    tracks: np.ndarray  # T,N,2 float32, the video's pixels; row t of a query is exactly its (x, y)
+    visible: np.ndarray | None  # T,N bool: predicted visible (None when confidence is off)
+    confidence: np.ndarray | None  # T,N float32 in [0, 1] (None when confidence is off)
 
 
 def frame_size(frame):
@@ -41,7 +50,7 @@ class Tracker:
     """Three-line point tracking::
 
         tracker = Tracker.from_checkpoint('./reference_model', device='cuda')
-        tracks = tracker('video.mp4', [[0, 100.0, 200.0], [30, 50.0, 60.0]])  # T,N,2
+        tracks = tracker('video.mp4', [[0, 100.0, 200.0], [30, 50.0, 60.0]]).tracks  # T,N,2
 
     ``options``: a ``TrackOptions`` (default ``INTERACTIVE``); keyword ``settings`` change
     its fields (``Tracker(model, S=16, precision='bf16')``).
@@ -58,7 +67,7 @@ class Tracker:
         return cls(load_pips(init_dir, device), options, **settings)
 
     def __call__(self, video, queries=None, progress=False, *, grid_stride=None, out=None, on_window=None):
-        """Tracks T,N,2 in video pixels.
+        """``Tracks`` of ``queries``: T,N,2 positions in video pixels, visibility, confidence.
 
         video: a path (video file or image folder), a T,H,W,3 uint8 RGB array, a T,3,H,W
         tensor (0..255), or any sequence or iterator of frames. queries: N,3 rows
@@ -71,8 +80,9 @@ class Tracker:
         if queries is None:
             queries = (stride_grid_queries(H, W, grid_stride) if grid_stride
                        else default_queries(H, W, self.options.image_size))
-        return track_points(self.model, frames, queries, self.options, num_frames=num_frames, progress=progress,
-                            out=out, on_window=on_window)
+        tracks = track_points(self.model, frames, queries, self.options, num_frames=num_frames, progress=progress,
+                              out=out, on_window=on_window)
+        return Tracks(tracks, None, None)
 
     def stream(self, queries=None, *, backward=True):
         """An online ``TrackStream`` with this tracker's options."""

@@ -40,7 +40,7 @@ def test_same_queries_give_the_same_tracks_everywhere(clip, tmp_path, golden_che
     (tmp_path / 'q').mkdir()
     np.savetxt(tmp_path / 'q' / 'clip.csv', queries, delimiter=',', header='t,x,y', comments='')
     tracker = Tracker(load_pips(golden_checkpoint, 'cpu'), **SETTINGS)
-    api = tracker(str(clip / 'videos' / 'clip.mp4'), queries)
+    api = tracker(str(clip / 'videos' / 'clip.mp4'), queries).tracks
     demo, batch = script_tracks(run_script, tmp_path, clip, golden_checkpoint, tmp_path / 'q' / 'clip.csv')
     assert api.shape == (T, 4, 2)
     np.testing.assert_array_equal(demo['trajs'], api)
@@ -49,7 +49,7 @@ def test_same_queries_give_the_same_tracks_everywhere(clip, tmp_path, golden_che
 
 def test_the_default_grid_is_the_same_everywhere(clip, tmp_path, golden_checkpoint, run_script, one_thread):
     tracker = Tracker(load_pips(golden_checkpoint, 'cpu'), **SETTINGS)
-    api = tracker(str(clip / 'videos' / 'clip.mp4'))
+    api = tracker(str(clip / 'videos' / 'clip.mp4')).tracks
     demo, batch = script_tracks(run_script, tmp_path, clip, golden_checkpoint)
     grid = default_queries(H, W, SETTINGS['image_size'])
     assert len(grid) == 1024 and tracker.options == INTERACTIVE.replace(**SETTINGS)

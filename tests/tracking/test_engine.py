@@ -193,8 +193,8 @@ def test_tracker_dense_grid_written_to_a_memmap(model, tmp_path):
     video = moving_video(7)
     tracker = Tracker(model, S=5, iters=1, image_size=None)
     out = tmp_path / 'tracks.npy'
-    in_file = tracker(video, grid_stride=24, out=out)
-    in_ram = tracker(video, grid_stride=24)
+    in_file = tracker(video, grid_stride=24, out=out).tracks
+    in_ram = tracker(video, grid_stride=24).tracks
     assert in_ram.shape == (7, 5 * 6, 2)  # 128x144 frames
     np.testing.assert_array_equal(np.load(out), in_ram)
     np.testing.assert_array_equal(np.asarray(in_file), in_ram)
@@ -213,7 +213,7 @@ def test_bf16_tracks_stay_close_to_fp32_and_bad_precision_is_refused(model):
 def test_tracker_from_checkpoint_loads_strictly(model, golden_checkpoint, tmp_path):
     tracker = Tracker.from_checkpoint(golden_checkpoint, device='cpu', S=5, iters=1, image_size=None)
     video = moving_video(5)
-    np.testing.assert_array_equal(tracker(video, [[0, 30.0, 40.0]]),
-                                  Tracker(model, S=5, iters=1, image_size=None)(video, [[0, 30.0, 40.0]]))
+    np.testing.assert_array_equal(tracker(video, [[0, 30.0, 40.0]]).tracks,
+                                  Tracker(model, S=5, iters=1, image_size=None)(video, [[0, 30.0, 40.0]]).tracks)
     with pytest.raises(CheckpointError, match='get_reference_model.sh'):
         Tracker.from_checkpoint(tmp_path / 'nothing', device='cpu')
