@@ -9,6 +9,7 @@ online tracking must). Any field can be changed with ``options.replace(S=16)``.
 """
 
 import dataclasses
+import math
 
 from nets.pips2 import MIN_SIZE
 from nets.precision import check_precision
@@ -47,6 +48,20 @@ class TrackOptions:
     def replace(self, **changes):
         """A copy with ``changes`` (checked)."""
         return dataclasses.replace(self, **changes)
+
+    def model_size(self, video_size):
+        """(H, W) the model runs at for a video of ``video_size`` (H, W): ``image_size``, or
+        the video's own size when that is None; SettingsError when the model cannot run at
+        it (each side at least ``MIN_SIZE``), so that it is found before any tracking."""
+        H, W = video_size
+        if self.image_size is not None:
+            return self.image_size
+        if H < MIN_SIZE or W < MIN_SIZE:
+            scale = MIN_SIZE / max(min(H, W), 1)
+            raise SettingsError(f'the video is {W}x{H} but the model runs on frames of at least {MIN_SIZE}x{MIN_SIZE} '
+                                "and image_size=None keeps the video's size: set image_size (--image_size=H,W) to "
+                                f'resize the frames, e.g. {math.ceil(H * scale)},{math.ceil(W * scale)}')
+        return H, W
 
 
 def check_count(name, value, minimum):
