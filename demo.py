@@ -16,12 +16,13 @@ import time
 from itertools import islice
 
 import numpy as np
+import torch
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from tracking import INTERACTIVE, load_pips, track_points
 from tracking.model import checkpoint_file
-from tracking.options import check_count
+from tracking.options import OUT_OF_MEMORY, check_count
 from tracking.outputs import check_not_inputs, output_paths, tracking_settings, write_outputs
 from tracking.queries import QueryError, default_queries, describe_queries, read_queries, stride_grid_queries
 from utils import cli
@@ -127,8 +128,11 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
 
     n_windows = sum(-(-(T - 1 - t) // (S - 1)) for t in np.unique(points[:, 0]).astype(int))  # forward windows
     start_time = time.time()
-    trajs = track_points(model, frames(), points, options, num_frames=T, progress=True,
-                         on_window=gif_logger(writer, model_name, n_windows, log_freq))
+    try:
+        trajs = track_points(model, frames(), points, options, num_frames=T, progress=True,
+                             on_window=gif_logger(writer, model_name, n_windows, log_freq))
+    except torch.cuda.OutOfMemoryError as exc:
+        raise SettingsError(OUT_OF_MEMORY) from exc
     total = time.time() - start_time
     writer.close()
     print('tracked %d points through %d frames in %.1f s: %.2f frames/s, %.0f point-frames/s' % (

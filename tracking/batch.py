@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from tracking.model import checkpoint_file, load_pips
-from tracking.options import check_count
+from tracking.options import OUT_OF_MEMORY, check_count
 from tracking.outputs import (
     check_not_inputs,
     output_paths,
@@ -141,7 +141,7 @@ def track_share(model, jobs, ranks, **options):
             tqdm.write(f'failed {job.name}: {reason}')
             continue
         except torch.cuda.OutOfMemoryError:
-            failures.append((job.name, 'out of GPU memory (try a smaller --image_size, --S or fewer queries)'))
+            failures.append((job.name, OUT_OF_MEMORY))
             tqdm.write(f'failed {job.name}: out of GPU memory')
             torch.cuda.empty_cache()
             continue

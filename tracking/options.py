@@ -16,6 +16,7 @@ from nets.precision import check_precision
 from utils.errors import SettingsError
 
 LAST_WINDOW_RULES = ('shift', 'short')
+OUT_OF_MEMORY = 'out of GPU memory (try a smaller --image_size, --S or fewer queries)'
 
 
 @dataclasses.dataclass(frozen=True)
