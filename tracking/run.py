@@ -42,7 +42,10 @@ def frame_to_tensor(frame, device, t=0):
         check_frame_type(t, frame.dtype, frame.dtype == torch.uint8, frame.is_floating_point())
         tensor = frame
     else:
-        frame = np.asarray(frame)
+        try:
+            frame = np.asarray(frame)
+        except (TypeError, ValueError) as exc:
+            raise VideoError(f'frame {t}: not an array of pixels ({exc})') from None
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise VideoError(f'frame {t}: a numpy frame must be H,W,3 RGB; got shape {frame.shape}')
         check_frame_type(t, frame.dtype, frame.dtype == np.uint8, frame.dtype.kind == 'f')

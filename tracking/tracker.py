@@ -40,7 +40,9 @@ def open_video(video):
         num_frames, H, W, _ = video_info(video)
         return iter_video_frames(video), num_frames, (H, W)
     if isinstance(video, (np.ndarray, torch.Tensor)):
-        return video, len(video), frame_size(video[0]) if len(video) else (0, 0)
+        if not len(video):
+            raise VideoError('the video has no frames')
+        return video, len(video), frame_size(video[0])
     num_frames = len(video) if hasattr(video, '__len__') else None
     try:
         frames = iter(video)

@@ -65,6 +65,7 @@ BAD_FRAMES = [
     (with_alpha, 'a numpy frame must be H,W,3 RGB; got shape (128, 144, 4)'),
     (lambda f: torch.from_numpy(f), 'a tensor frame must be 3,H,W RGB; got shape (128, 144, 3)'),
     (lambda f: f[:0], 'the frame is empty (144x0)'),
+    (lambda f: [[1, 2, 3], [4, 5]], 'not an array of pixels'),
 ]
 
 
@@ -119,6 +120,9 @@ def test_what_can_be_checked_is_checked_before_any_frame_is_encoded(model, no_en
         tracker(moving_video(3, H=96, W=112), QUERIES)
     with pytest.raises(QueryError, match='a query is at frame 5 but the video has 3 frames'):
         track_points(model, iter(VIDEO), [[5, 1.0, 1.0]], OPTIONS, num_frames=3)
+    for empty in (VIDEO[:0], [], iter([])):
+        with pytest.raises(VideoError, match='^the video has no frames$'):
+            tracker(empty, QUERIES)
 
 
 def test_a_stream_refuses_a_first_frame_too_small_and_takes_a_good_one(model, reference):
