@@ -143,7 +143,6 @@ def test_the_outputs_never_overwrite_the_video(tmp_path, untrained_dir):
 
 @pytest.mark.parametrize('args, limit, message', [
     (lambda d: [f'--out_dir={d}/file/out'], None, '/file/out: cannot write here (Not a directory); --out_dir must be'),
-    (lambda d: [f'--log_dir={d}/file/logs'], None, '/file/logs: cannot write here (Not a directory); --log_dir'),
     (lambda d: [], 32 << 10, '/out: cannot write here (File too large); --out_dir must be a writable folder'),
 ])
 def test_output_folders_are_checked_before_any_work(tmp_path, untrained_dir, args, limit, message):

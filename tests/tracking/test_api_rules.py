@@ -70,17 +70,24 @@ BAD_FRAMES = [
 
 
 @pytest.mark.parametrize('spoil, message', BAD_FRAMES)
-def test_offline_and_online_refuse_the_same_frames(model, reference, spoil, message):
-    bad = spoil(VIDEO[1])
+def test_offline_and_online_refuse_the_same_frames_before_encoding(model, no_encoding, spoil, message):
+    bad = spoil(VIDEO[0])
     with pytest.raises(VideoError) as offline:
-        track_points(model, [VIDEO[0], bad, VIDEO[2]], QUERIES, OPTIONS)
+        track_points(model, [bad, VIDEO[1]], QUERIES, OPTIONS)
+    with pytest.raises(VideoError) as online:
+        Tracker(model, OPTIONS).stream(QUERIES).push(bad)
+    assert str(offline.value) == str(online.value)
+    assert str(online.value).startswith(f'frame 0: {message}')
+
+
+def test_a_refused_frame_changes_nothing_in_a_stream(model, reference):
     stream = Tracker(model, OPTIONS).stream(QUERIES)
     stream.push(VIDEO[0])
-    with pytest.raises(VideoError) as online:
-        stream.push(bad)
-    assert str(offline.value) == str(online.value)
-    assert str(online.value).startswith(f'frame 1: {message}')
-    for frame in VIDEO[1:]:  # a refused frame changes nothing
+    with pytest.raises(VideoError, match=r'^frame 1: float pixels in 0..1'):
+        stream.push(VIDEO[1] / 255.0)
+    with pytest.raises(VideoError, match=r'^frame 1 is 72x128 but the video started at 144x128'):
+        stream.push(VIDEO[1][:, :72])
+    for frame in VIDEO[1:]:
         stream.push(frame)
     np.testing.assert_array_equal(stream.finish(), reference[1])
 
