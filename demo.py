@@ -5,10 +5,11 @@
     python demo.py --grid_stride=8          # dense: every 8th pixel of frame 0
 
 Writes <out_dir>/<name>.npz (trajs T,N,2 in the video's pixels, queries N,3, fps and the
-settings), <out_dir>/<name>.mp4 (the video with coloured trails, H.264) and the original's
-tensorboard gifs under <log_dir>. The original's arguments and defaults are kept. The
-arguments, the video, the queries and the output folders are checked before any work; an
-output that would overwrite an input (--out_dir holding the video) is refused.
+settings), the other --formats chosen (csv, tapvid), <out_dir>/<name>.mp4 (the video with
+coloured trails, H.264) and the original's tensorboard gifs under <log_dir>. The original's
+arguments and defaults are kept. The arguments, the video, the queries and the output
+folders are checked before any work; an output that would overwrite an input (--out_dir
+holding the video) is refused.
 """
 
 import os
@@ -90,12 +91,13 @@ def gif_logger(writer, model_name, n_windows, log_freq):
 
 def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16, image_size=(512, 896),
          max_iters=4, shuffle=False, log_freq=1, log_dir='./logs_demo', init_dir=DEFAULT_MODEL,
-         device=None, out_dir='./demo_outputs', queries=None, grid_stride=None, precision='fp32'):
+         device=None, out_dir='./demo_outputs', queries=None, grid_stride=None, precision='fp32', formats='npz'):
     """Track a grid of N points (or --queries, a .csv/.npy of t,x,y rows in video pixels at any
     frame, or --grid_stride=k: every k-th pixel of frame 0) through the first --max_iters*S frames
     (0: the whole video), every --timestride-th frame, at --image_size. --shuffle is accepted for
     compatibility and unused. --precision=bf16|fp16 runs the matrix products in low precision
-    (fastest on GPUs; fp32 gives the published numbers)."""
+    (fastest on GPUs; fp32 gives the published numbers). --formats=npz,csv,tapvid: the track
+    files to write (tracking/formats.py; the .npz is always written)."""
     options = INTERACTIVE.replace(S=S, iters=iters, image_size=image_size, precision=precision)
     check_demo_arguments(timestride, max_iters, log_freq)
     filename = beside_script(str(filename), DEFAULT_VIDEO)
@@ -109,7 +111,7 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
     print('filename', filename)
     print(f'video: {T_video} frames of {W}x{H} at {fps:.2f} fps; tracking {T} frames')
     points = demo_queries(queries, grid_stride, N, (T, T_all, H, W), options.image_size, max_iters)
-    paths = output_paths(out_dir, name)
+    paths = output_paths(out_dir, name, formats=formats)
     check_not_inputs(paths.values(), [filename, queries, checkpoint])
     check_writable(out_dir, '--out_dir', need_bytes=T * len(points) * 2 * 4)
     check_writable(log_dir, '--log_dir')
@@ -138,7 +140,7 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
     print('tracked %d points through %d frames in %.1f s: %.2f frames/s, %.0f point-frames/s' % (
         len(points), T, total, T / total, len(points) * T / total))
     write_outputs(paths, trajs=trajs, queries=points, fps=fps / timestride, settings=settings, frames=frames())
-    print(f'wrote {paths["npz"]} and {paths["mp4"]}; tensorboard gifs under {log_dir}/{model_name}')
+    print(f'wrote {", ".join(paths.values())}; tensorboard gifs under {log_dir}/{model_name}')
 
 
 if __name__ == '__main__':

@@ -25,17 +25,18 @@ from utils.distributed import Ranks
 
 def main(videos='./stock_videos', out_dir='./tracks', S=48, iters=16, image_size=(512, 896), N=1024,
          grid_stride=0, queries_dir=None, overlay=False, init_dir='./reference_model', device=None, stride=8,
-         precision='fp32'):
+         precision='fp32', formats='npz'):
     """Track every video of --videos (a folder, a glob pattern or a .txt list) into
     --out_dir. Queries: a grid of N points on frame 0 (default), --grid_stride=k (every
     k-th pixel of frame 0), or --queries_dir holding <name>.csv per video (t,x,y rows in
     the video's pixels, a header line allowed). --overlay=True also writes <name>.mp4.
-    Options as demo.py: --S, --iters, --image_size, --init_dir, --device, --precision."""
+    Options as demo.py: --S, --iters, --image_size, --init_dir, --device, --precision,
+    --formats (npz,csv,tapvid)."""
     options = INTERACTIVE.replace(S=S, iters=iters, image_size=image_size, precision=precision)
     ranks = Ranks.start(device)
     try:
         run_batch(videos, out_dir, options, ranks=ranks, init_dir=init_dir, overlay=overlay, N=N,
-                  grid_stride=grid_stride, queries_dir=queries_dir, stride=stride)
+                  grid_stride=grid_stride, queries_dir=queries_dir, stride=stride, formats=formats)
     finally:
         ranks.stop()
 

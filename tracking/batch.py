@@ -21,6 +21,7 @@ from tqdm import tqdm
 from tracking.model import checkpoint_file, load_pips
 from tracking.options import OUT_OF_MEMORY, check_count
 from tracking.outputs import (
+    check_formats,
     check_not_inputs,
     output_paths,
     recorded_settings,
@@ -111,14 +112,14 @@ def batch_queries(path, queries_path, video_size, *, N, grid_stride, image_size)
     return default_queries(H, W, image_size, N)
 
 
-def track_one(model, job, *, out_dir, overlay, options, N, grid_stride):
+def track_one(model, job, *, out_dir, overlay, formats, options, N, grid_stride):
     """Track one video and write its outputs. Returns the number of frames."""
     T, H, W, fps = video_info(job.path)
     options.model_size((H, W))
     queries = batch_queries(job.path, job.queries_path, (T, H, W), N=N, grid_stride=grid_stride,
                             image_size=options.image_size)
     trajs = track_points(model, iter_video_frames(job.path), queries, options, num_frames=T)
-    write_outputs(output_paths(out_dir, job.name, overlay), trajs=trajs, queries=queries, fps=fps,
+    write_outputs(output_paths(out_dir, job.name, overlay, formats), trajs=trajs, queries=queries, fps=fps,
                   settings=job.settings, frames=iter_video_frames(job.path))
     return len(trajs)
 
@@ -172,13 +173,13 @@ class Job(NamedTuple):
     settings: dict  # what its outputs record (tracking_settings)
 
 
-def plan_jobs(jobs, out_dir, overlay):
+def plan_jobs(jobs, out_dir, overlay, formats):
     """(the jobs to do, a refusal or None). A video whose outputs exist with the same
     settings is done; one whose .npz records other settings makes the batch refuse, so
     that reruns never mix settings in one folder nor overwrite earlier results."""
     todo, changed = [], []
     for job in jobs:
-        paths = output_paths(out_dir, job.name, overlay)
+        paths = output_paths(out_dir, job.name, overlay, formats)
         recorded = recorded_settings(paths['npz']) if os.path.exists(paths['npz']) else None
         changes = [] if recorded is None else settings_changes(recorded, job.settings)
         if changes:
@@ -204,7 +205,7 @@ def check_batch_arguments(N, grid_stride, queries_dir):
 
 
 def run_batch(videos, out_dir, options, *, ranks, init_dir, overlay=False, N=1024, grid_stride=0, queries_dir=None,
-              stride=8):
+              stride=8, formats=('npz',)):
     """Track every video of ``videos`` (a folder, glob or .txt list) into ``out_dir``, this
     rank's share of them; videos whose outputs exist (with the same settings) are skipped.
 
@@ -214,6 +215,7 @@ def run_batch(videos, out_dir, options, *, ranks, init_dir, overlay=False, N=102
     (SettingsError otherwise). Raises BatchFailed after the summary when any video failed.
     """
     check_batch_arguments(N, grid_stride, queries_dir)
+    formats = check_formats(formats)
     checkpoint = checkpoint_file(init_dir)
     paths = list_videos(videos, out_dir)
     jobs = []
@@ -222,13 +224,13 @@ def run_batch(videos, out_dir, options, *, ranks, init_dir, overlay=False, N=102
         settings = tracking_settings(options, checkpoint=checkpoint,
                                      queries=describe_queries(queries_path, N, grid_stride))
         jobs.append(Job(path, name, queries_path, settings))
-    check_not_inputs([p for job in jobs for p in output_paths(out_dir, job.name, overlay).values()],
+    check_not_inputs([p for job in jobs for p in output_paths(out_dir, job.name, overlay, formats).values()],
                      paths + [job.queries_path for job in jobs])
     check_writable(out_dir, '--out_dir')
     if ranks.is_main:
         sweep_temporaries(out_dir)
     # rank 0 decides what is left, so every rank splits the same list
-    todo, refusal = ranks.broadcast(plan_jobs(jobs, out_dir, overlay) if ranks.is_main else None)
+    todo, refusal = ranks.broadcast(plan_jobs(jobs, out_dir, overlay, formats) if ranks.is_main else None)
     if refusal:
         raise SettingsError(refusal)
     if ranks.is_main:
@@ -237,8 +239,8 @@ def run_batch(videos, out_dir, options, *, ranks, init_dir, overlay=False, N=102
     model = load_pips(init_dir, ranks.device, stride)
     if ranks.is_main:
         count_parameters(model)
-    failures = track_share(model, ranks.share(todo), ranks, out_dir=out_dir, overlay=overlay, options=options,
-                           N=N, grid_stride=grid_stride)
+    failures = track_share(model, ranks.share(todo), ranks, out_dir=out_dir, overlay=overlay, formats=formats,
+                           options=options, N=N, grid_stride=grid_stride)
     gathered = ranks.gather(failures)
     failed = ranks.broadcast(summarise(gathered, len(jobs), len(jobs) - len(todo)) if ranks.is_main else None)
     if failed:

@@ -17,7 +17,7 @@ import sys
 
 import fire
 
-from utils.errors import PipsError
+from utils.errors import PipsError, error_line
 
 INTERRUPTED_STATUS = 130
 
@@ -31,12 +31,8 @@ def run(main, argv=None):
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         fire.Fire(main, command=argv, name=None)
-    except PipsError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        sys.exit(1)
-    except OSError as exc:
-        where = f'{exc.filename}: ' if exc.filename else ''
-        print(f'error: {where}{exc.strerror or exc}', file=sys.stderr)
+    except (PipsError, OSError) as exc:
+        print(error_line(exc), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)

@@ -17,6 +17,8 @@ import saverloader
 from nets.pips2 import Pips
 from tests.fixtures.faults import preexec_file_size_limit
 from tests.fixtures.scripts import ROOT, script_command
+from tracking.formats import read_csv, read_tapvid
+from tracking.queries import default_queries
 from utils.video import write_mp4
 
 CLIP = os.path.join(ROOT, 'stock_videos', 'bunny.mp4')
@@ -172,3 +174,24 @@ def test_bad_precision(tmp_path):
     out = run_demo(tmp_path, '--precision=fp64', *FAST)
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert out.stderr == "error: precision must be one of fp32, bf16, fp16; got 'fp64'\n"
+
+
+def test_demo_writes_the_chosen_track_formats(tmp_path, untrained_dir):
+    out = run_demo(tmp_path, f'--init_dir={untrained_dir}', '--N=4', '--max_iters=1', '--formats=csv,tapvid', *FAST)
+    assert out.returncode == 0, out.stderr
+    folder = tmp_path / 'out'
+    assert sorted(os.listdir(folder)) == ['bunny.csv', 'bunny.mp4', 'bunny.npz', 'bunny.tapvid.pkl']
+    assert f'wrote {folder}/bunny.npz, {folder}/bunny.csv, {folder}/bunny.tapvid.pkl, {folder}/bunny.mp4;' in out.stdout
+    tracks, _, _ = read_csv(folder / 'bunny.csv')
+    np.testing.assert_array_equal(np.load(folder / 'bunny.npz')['trajs'], tracks)
+    assert tracks.shape == (8, 4, 2)
+    np.testing.assert_allclose(tracks[0], default_queries(360, 640, (128, 224), 4)[:, 1:], rtol=1e-6)
+    name, from_tapvid, _, frames = read_tapvid(folder / 'bunny.tapvid.pkl')
+    assert name == 'bunny' and frames.shape == (8, 360, 640, 3)
+    np.testing.assert_allclose(from_tapvid, tracks, rtol=0, atol=1e-4)  # float32 x / (W-1) and back
+
+
+def test_unknown_track_format(tmp_path):
+    out = run_demo(tmp_path, "--init_dir=", '--formats=npz,json', *FAST)
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert out.stderr.startswith("error: --formats takes names from npz,csv,tapvid separated by commas; got ")

@@ -15,6 +15,7 @@ from tests.fixtures.scripts import ROOT, run_script, script_command
 from tests.fixtures.tapvid import make_video
 from tracking import INTERACTIVE
 from tracking.batch import BatchFailed, run_batch
+from tracking.formats import read_csv, read_tapvid
 from tracking.outputs import write_outputs
 from tracking.queries import grid_queries, stride_grid_queries
 from utils.distributed import Ranks
@@ -223,3 +224,16 @@ def test_a_killed_batch_resumes_where_it_stopped(tmp_path, golden_checkpoint):
     other = run_script('track_videos.py', *args[:-4], '--S=6', *args[-3:])
     assert other.returncode == 1 and other.stderr.count('\n') == 1
     assert other.stderr.startswith('error: 4 of the 4 videos have outputs in') and '(v0.npz: S: 8 -> 6)' in other.stderr
+
+
+def test_chosen_formats_are_written_and_count_as_done(tmp_path, capsys, one_thread):
+    write_videos(str(tmp_path / 'videos'), names=('a',))
+    videos, out_dir = str(tmp_path / 'videos'), tmp_path / 'out'
+    assert run_main(videos=videos, out_dir=str(out_dir), formats='csv') is None
+    assert sorted(os.listdir(out_dir)) == ['a.csv', 'a.npz']  # the .npz, the run's record, always
+    np.testing.assert_array_equal(read_csv(out_dir / 'a.csv')[0], np.load(out_dir / 'a.npz')['trajs'])
+    assert run_main(videos=videos, out_dir=str(out_dir), formats=('npz', 'csv')) is None
+    assert '1 videos: 0 tracked, 1 already done' in capsys.readouterr().out
+    assert run_main(videos=videos, out_dir=str(out_dir), formats='tapvid') is None
+    assert '1 videos: 1 tracked, 0 already done' in capsys.readouterr().out
+    assert read_tapvid(out_dir / 'a.tapvid.pkl')[3].shape == (T, H, W, 3)
