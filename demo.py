@@ -28,7 +28,7 @@ from tracking.outputs import check_not_inputs, output_paths, tracking_settings, 
 from tracking.queries import QueryError, default_queries, describe_queries, read_queries, stride_grid_queries
 from utils import cli
 from utils.errors import SettingsError
-from utils.files import check_writable, sweep_temporaries
+from utils.files import beside, check_writable, sweep_temporaries
 from utils.runs import count_parameters, run_name
 from utils.video import iter_video_frames, video_info
 from utils.vis import Summ_writer, preprocess_color
@@ -36,13 +36,6 @@ from utils.vis import Summ_writer, preprocess_color
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_VIDEO = './stock_videos/bunny.mp4'
 DEFAULT_MODEL = './reference_model'
-
-
-def beside_script(path, default):
-    """The default ``path`` found next to this script when run from another folder."""
-    if path == default and not os.path.exists(path):
-        return os.path.join(HERE, path)
-    return path
 
 
 def demo_queries(queries, grid_stride, N, video_size, image_size, max_iters):
@@ -100,8 +93,8 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
     files to write (tracking/formats.py; the .npz is always written)."""
     options = INTERACTIVE.replace(S=S, iters=iters, image_size=image_size, precision=precision)
     check_demo_arguments(timestride, max_iters, log_freq)
-    filename = beside_script(str(filename), DEFAULT_VIDEO)
-    init_dir = beside_script(init_dir, DEFAULT_MODEL)
+    filename = beside(str(filename), DEFAULT_VIDEO, HERE)
+    init_dir = beside(init_dir, DEFAULT_MODEL, HERE)
     checkpoint = checkpoint_file(init_dir)
     T_video, H, W, fps = video_info(filename)
     options.model_size((H, W))

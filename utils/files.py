@@ -61,6 +61,14 @@ def atomic_path(path):
         remove(tmp_path)
 
 
+def beside(path, default, folder):
+    """``path``, or, when it is the ``default`` and missing here, the default found in
+    ``folder`` (a script's own folder, so scripts find their default files from anywhere)."""
+    if path == default and not os.path.exists(path):
+        return os.path.join(folder, path)
+    return path
+
+
 def remove(path):
     """Remove a file or a folder tree if it exists."""
     if os.path.isdir(path) and not os.path.islink(path):
