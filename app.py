@@ -49,22 +49,20 @@ from utils.distributed import default_device
 from utils.errors import PipsError, SettingsError
 from utils.files import beside, remove
 
+try:
+    import gradio as gr
+except ImportError:  # main() says how to install it
+    gr = None
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 STOCK_VIDEO = os.path.join(HERE, 'stock_videos', 'bunny.mp4')
 DEFAULT_MODEL = './reference_model'
 MODE_LABELS = dict(zip(QUERY_MODES, ('the clicked points', 'a grid of N points on this frame',
                                      'every k-th pixel of this frame')))
 HANDLED = (PipsError, ValueError, OSError, torch.cuda.OutOfMemoryError)
-
-
-def import_gradio():
-    """The gradio module, or SettingsError saying how to install it."""
-    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # the app sends nothing anywhere
-    try:
-        import gradio
-    except ImportError:
-        raise SettingsError('the web app needs gradio: pip install -r requirements-app.txt') from None
-    return gradio
+# gradio finds a handler's progress bar by its default value; this one follows the tracker's
+# own tqdm bars: point-frames tracked, then frames of the overlay video
+TRACKING_PROGRESS = gr.Progress(track_tqdm=True) if gr else None
 
 
 def report(exc, video=None):
@@ -83,14 +81,12 @@ def points_table(points):
 class Page:
     """The page's handlers: each takes the components' values and returns theirs."""
 
-    def __init__(self, gr, init_dir, root):
-        self.gr = gr
+    def __init__(self, init_dir, root):
         self.init_dir = init_dir
         self.root = root  # the sessions' folders live here
 
     def load(self, path, display_name=None):
         """A new video: (video, points, frame slider, frames-to-track slider, caption, status)."""
-        gr = self.gr
         try:
             video = open_video(path, display_name)
         except HANDLED as exc:
@@ -102,23 +98,23 @@ class Page:
 
     def upload(self, path):
         if path is None:
-            return (self.gr.skip(),) * 6
+            return (gr.skip(),) * 6
         return self.load(path, os.path.basename(path))
 
     def show(self, video, points, t, mode, N, grid_stride, image_H, image_W):
         """(frame t with its queries drawn, the points table, status: left as it is unless
         something is wrong)."""
         if video is None:
-            return None, points_table(points), self.gr.skip()
+            return None, points_table(points), gr.skip()
         try:
             frame = read_frame(video, int(t))
             if mode == 'points':
-                return draw_queries(frame, points, int(t), numbered=True), points_table(points), self.gr.skip()
+                return draw_queries(frame, points, int(t), numbered=True), points_table(points), gr.skip()
             queries = frame_queries(mode, points, int(t), (video.height, video.width), N=N, grid_stride=grid_stride,
                                     image_size=(int(image_H), int(image_W)))
-            return draw_queries(frame, queries, int(t)), points_table(points), self.gr.skip()
+            return draw_queries(frame, queries, int(t)), points_table(points), gr.skip()
         except HANDLED as exc:
-            return self.gr.skip(), points_table(points), report(exc, video)
+            return gr.skip(), points_table(points), report(exc, video)
 
     def click(self, video, points, t, xy):
         if video is None:
@@ -132,7 +128,7 @@ class Page:
             return points, report(exc)
 
     def track(self, video, points, t, mode, N, grid_stride, num_frames, S, iters, image_H, image_W, precision,
-              device, weights, formats, session):
+              device, weights, formats, session, progress=TRACKING_PROGRESS):
         """Track and return (status, overlay video, track files, the session's folder)."""
         session = session or tempfile.mkdtemp(prefix='session-', dir=self.root)
         if video is None:
@@ -173,30 +169,30 @@ def remove_session(folder):
         remove(folder)
 
 
-def build_page(gr, init_dir, root, device):
+def build_page(init_dir, root, device):
     """The gradio Blocks of the app (sized for the stock clip, which every new tab loads first)."""
-    page = Page(gr, init_dir, root)
+    page = Page(init_dir, root)
     stock_frames = open_video(STOCK_VIDEO).num_frames
-    with gr.Blocks(title='PIPs++ point tracking', delete_cache=(3600, 3600)) as blocks:
+    with gr.Blocks(title='PIPs++ point tracking', delete_cache=(3600, 3600), analytics_enabled=False) as blocks:
         gr.Markdown('# PIPs++ point tracking\nPick a video and a frame, click the points to track, then **Track**.')
         gr.Markdown(model_notice(init_dir), elem_id='model-notice')
         ui = SimpleNamespace(blocks=blocks, video=gr.State(None), points=gr.State([]),
                              session=gr.State(None, delete_callback=remove_session))
         with gr.Row():
             with gr.Column(scale=3):
-                video_panel(gr, ui, stock_frames)
+                video_panel(ui, stock_frames)
             with gr.Column(scale=2):
-                query_panel(gr, ui)
-                ui.settings = settings_panel(gr, device, stock_frames)
+                query_panel(ui)
+                ui.settings = settings_panel(device, stock_frames)
                 ui.run = gr.Button('Track', variant='primary', elem_id='track')
                 ui.status = gr.Textbox(label='Status', interactive=False, elem_id='status', lines=1, max_lines=6)
                 ui.downloads = gr.File(label='Download the tracks', file_count='multiple', elem_id='downloads',
                                        interactive=False)
-        wire(gr, page, ui)
+        wire(page, ui)
     return blocks
 
 
-def video_panel(gr, ui, num_frames):
+def video_panel(ui, num_frames):
     """The video's caption, the frame slider, the frame to click on and the overlay video."""
     ui.caption = gr.Markdown(elem_id='video-info')
     ui.t = gr.Slider(0, num_frames - 1, value=0, step=1, label='Frame', elem_id='frame-slider')
@@ -205,7 +201,7 @@ def video_panel(gr, ui, num_frames):
     ui.overlay = gr.Video(label='Tracks', elem_id='overlay', interactive=False, autoplay=True, loop=True)
 
 
-def query_panel(gr, ui):
+def query_panel(ui):
     """The video's source, what to track, and the clicked points with their removal."""
     with gr.Row(equal_height=True):
         ui.upload = gr.File(label='Upload a video (mp4, avi, mov)', file_types=['.mp4', '.avi', '.mov'],
@@ -214,8 +210,8 @@ def query_panel(gr, ui):
     ui.mode = gr.Radio([(label, key) for key, label in MODE_LABELS.items()], value='points', label='Track',
                        elem_id='query-mode')
     with gr.Row():
-        ui.N = gr.Number(1024, label='N (grid)', precision=0, minimum=4)
-        ui.grid_stride = gr.Number(16, label='k (every k-th pixel)', precision=0, minimum=1)
+        ui.N = gr.Number(1024, label='N (grid)', precision=0, minimum=4, elem_id='grid-N')
+        ui.grid_stride = gr.Number(16, label='k (every k-th pixel)', precision=0, minimum=1, elem_id='grid-stride')
     ui.table = gr.Dataframe(headers=['#', 'frame', 'x', 'y'], label='Clicked points', interactive=False,
                             elem_id='points', max_height=220)
     with gr.Row(equal_height=True):
@@ -224,7 +220,7 @@ def query_panel(gr, ui):
         ui.clear = gr.Button('Clear points', size='sm')
 
 
-def settings_panel(gr, device, num_frames):
+def settings_panel(device, num_frames):
     """The tracking settings: {name: component}, defaulting to ``tracking.INTERACTIVE``."""
     devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     with gr.Accordion('Settings', open=True):
@@ -248,7 +244,7 @@ def settings_panel(gr, device, num_frames):
                 device=device, weights=weights, formats=formats)
 
 
-def wire(gr, page, ui):
+def wire(page, ui):
     """Connect the components of ``ui`` to the page's handlers."""
     settings = ui.settings
     preview_in = [ui.video, ui.points, ui.t, ui.mode, ui.N, ui.grid_stride, settings['image_H'], settings['image_W']]
@@ -271,12 +267,7 @@ def wire(gr, page, ui):
     preview(ui.remove.click(page.remove, [ui.points, ui.number], [ui.points, ui.status]))
     preview(ui.clear.click(lambda: [], None, ui.points))
 
-    bar = gr.Progress(track_tqdm=True)  # shows the tracker's own bars: point-frames, then overlay frames
-
-    def track(*values, progress=bar):
-        return page.track(*values)
-
-    ui.run.click(track, [*preview_in[:6], *settings.values(), ui.session],
+    ui.run.click(page.track, [*preview_in[:6], *settings.values(), ui.session],
                  [ui.status, ui.overlay, ui.downloads, ui.session])
 
 
@@ -284,11 +275,13 @@ def main(port=7860, host='127.0.0.1', init_dir=DEFAULT_MODEL, device=None):
     """Serve the app on http://<host>:<port> until Ctrl-C. --init_dir: the model's folder
     (default ./reference_model, also found beside app.py); --device: the default device
     offered (CUDA when available)."""
-    gr = import_gradio()
+    if gr is None:
+        raise SettingsError('the web app needs gradio: pip install -r requirements-app.txt')
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # the app sends nothing anywhere
     init_dir = beside(str(init_dir), DEFAULT_MODEL, HERE)
     root = tempfile.mkdtemp(prefix='pips2-app-')
     try:
-        blocks = build_page(gr, init_dir, root, default_device(device))
+        blocks = build_page(init_dir, root, default_device(device))
         blocks.queue(default_concurrency_limit=1)
         blocks.launch(server_name=host, server_port=int(port), allowed_paths=[root], inbrowser=False,
                       footer_links=[])

@@ -24,12 +24,14 @@ from tracking.outputs import output_paths, tracking_settings, write_outputs
 from tracking.queries import QueryError, check_queries, check_queries_fit, default_queries, stride_grid_queries
 from tracking.tracker import Tracker
 from utils.errors import PipsError, SettingsError, error_line
+from utils.files import remove
 from utils.video import VideoError, iter_video_frames, video_info
 from utils.vis import draw_label, draw_tracks_frame, point_colors
 
 UNTRAINED_SEED = 0  # untrained weights are drawn from this seed, so runs can be compared
 QUERY_MODES = ('points', 'grid', 'stride')  # clicked points, a grid of N points, every k-th pixel
 UPLOAD_EXTENSIONS = ('.mp4', '.avi', '.mov')
+RUN_PREFIX = 'run-'  # a run's folder in a session's folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +130,9 @@ def draw_queries(frame, queries, t, numbered=False):
         return np.array(frame, copy=True)
     xy = queries[here, 1:]
     shown = np.ones((1, len(here)), dtype=bool)
+    size = max(H, W) / 640  # the overlay's dot size; clicked points are drawn larger
     image = draw_tracks_frame(frame, xy[None], shown, shown[0], point_colors(xy, H, W),
-                              linewidth=max(2, round(max(H, W) / 320)))
+                              linewidth=max(2 if numbered else 1, round(size * (2 if numbered else 1))))
     if numbered:
         for k, (x, y) in zip(here, xy):
             draw_label(image, str(k + 1), scale=max(0.4, max(H, W) / 1600), left=int(x) + 6, top=int(y) - 6)
@@ -156,9 +159,13 @@ def load_model(init_dir, device=None):
 
 
 def new_run_folder(session_folder):
-    """A fresh folder for one run's files inside a session's folder (made if missing)."""
+    """A fresh folder for one run's files inside a session's folder (made if missing); the
+    session's earlier runs are removed, so a session keeps only its latest files."""
     os.makedirs(session_folder, exist_ok=True)
-    return tempfile.mkdtemp(prefix='run-', dir=session_folder)
+    for name in os.listdir(session_folder):
+        if name.startswith(RUN_PREFIX):
+            remove(os.path.join(session_folder, name))
+    return tempfile.mkdtemp(prefix=RUN_PREFIX, dir=session_folder)
 
 
 def track_clip(model, video, queries, *, num_frames, options=INTERACTIVE, out_dir, formats=('npz', 'csv'),
