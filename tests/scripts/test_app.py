@@ -1,8 +1,10 @@
 """app.py in a real browser (headless Chromium, Selenium): pick frame 5, click two points, track
 them, download the CSV and find the tracks the Python API gives; a broken upload and a missing
-model are one clear message on the page, and the app keeps serving.
+model are one clear message on the page, and the app keeps serving. Without gradio the app
+says how to install it.
 
-Slow (a browser, a server, tracking): ``python -m pytest -m slow tests/scripts/test_app.py``;
+The browser tests are slow (a browser, a server, tracking):
+``python -m pytest -m slow tests/scripts/test_app.py``;
 ``.ci/run --browser`` installs the browser and runs them. With
 ``PIPS_WEBAPP_SCREENSHOT=docs/webapp.png`` the first test also writes the README's screenshot.
 """
@@ -20,8 +22,6 @@ from tracking import INTERACTIVE, Tracker
 from tracking.formats import read_csv
 from tracking.session import load_model
 from utils.video import read_video
-
-pytestmark = pytest.mark.slow
 
 CLIP = os.path.join(ROOT, 'stock_videos', 'bunny.mp4')
 SMALL = dict(S=8, iters=2, image_size=(128, 224))
@@ -117,6 +117,7 @@ def save_screenshot(driver, path):
     small.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
+@pytest.mark.slow
 def test_clicked_points_tracked_in_the_browser_equal_the_python_api(browser, app_without_model, tmp_path, one_thread):
     open_page(browser, app_without_model)
     assert 'No reference model in' in text_of(browser, 'model-notice')
@@ -157,6 +158,7 @@ def test_clicked_points_tracked_in_the_browser_equal_the_python_api(browser, app
     np.testing.assert_array_equal(from_page, from_api)  # one CPU thread on both sides: bit-identical
 
 
+@pytest.mark.slow
 def test_broken_upload_and_missing_model_are_one_message_and_the_app_keeps_serving(browser, app_without_model,
                                                                                     tmp_path):
     broken = tmp_path / 'broken.mp4'
@@ -178,3 +180,11 @@ def test_broken_upload_and_missing_model_are_one_message_and_the_app_keeps_servi
     time.sleep(0.5)
     assert by_css(browser, '#frame img') and 'bunny.mp4' in text_of(browser, 'video-info')
 
+
+
+def test_without_gradio_the_app_says_how_to_install_it(tmp_path, run_script):
+    (tmp_path / 'gradio').mkdir()  # a gradio that cannot be imported, first on the path
+    (tmp_path / 'gradio' / '__init__.py').write_text('raise ImportError("no gradio here")\n')
+    out = run_script('app.py', env={'PYTHONPATH': str(tmp_path)})
+    assert out.returncode == 1
+    assert out.stderr == 'error: the web app needs gradio: pip install -r requirements-app.txt\n'
