@@ -144,7 +144,7 @@ class Page:
                                       'restart the app, or choose untrained weights under Settings')
             init_dir = self.init_dir if weights == 'reference' else ''
             _, paths = track_clip(load_model(init_dir, device), video, queries, num_frames=num_frames,
-                                  options=options, out_dir=new_run_folder(session), formats=formats or ('npz',),
+                                  options=options, out_dir=new_run_folder(session), formats=('npz', *formats),
                                   checkpoint=checkpoint_file(init_dir))
         except Exception as exc:  # every problem becomes the page's message; the app keeps serving
             return report(exc, video), None, None, session
@@ -236,8 +236,8 @@ def settings_panel(device, num_frames):
         with gr.Row():
             precision = gr.Dropdown(list(PRECISIONS), value=INTERACTIVE.precision, label='precision', min_width=80)
             device = gr.Dropdown(devices, value=default_device(device), label='device', min_width=80)
-            formats = gr.CheckboxGroup(list(FORMATS), value=['npz', 'csv'], label='track files', elem_id='formats',
-                                       scale=2)
+            formats = gr.CheckboxGroup([f for f in FORMATS if f != 'npz'], value=['csv'], label='besides the .npz',
+                                       elem_id='formats', scale=2)
         weights = gr.Radio([('reference model', 'reference'), ('untrained weights (meaningless tracks)', 'untrained')],
                            value='reference', label='weights', elem_id='weights')
     return dict(num_frames=num_frames, S=S, iters=iters, image_H=image_H, image_W=image_W, precision=precision,

@@ -6,15 +6,16 @@
 
 Each video is tracked whole (windows of --S frames) and written to <out_dir>/<name>.npz
 (``trajs`` T,N,2 float32 in the video's pixels, ``queries`` N,3 (t, x, y), ``fps``,
-``settings``), atomically; with --overlay=True also <out_dir>/<name>.mp4, the video with the
-tracks drawn (H.264). The arguments, the videos' names, the output folder and that no output
-would overwrite an input are checked before any work; a folder or glob never takes the files
-of --out_dir. Videos whose outputs exist with the same settings are skipped, so an
-interrupted batch goes on where it stopped when run again; a rerun with other settings is
-refused. A video that cannot be read, whose queries are bad or whose outputs cannot be
-written is reported and the batch goes on; the summary at the end lists the failures and
-the exit status is 1 if there were any. Under torchrun the videos are split over the ranks,
-each tracked once. The library behind it is tracking/batch.py.
+``settings``), atomically, with the other --formats chosen (csv, tapvid: tracking/formats.py);
+with --overlay=True also <out_dir>/<name>.mp4, the video with the tracks drawn (H.264). The
+arguments, the videos' names, the output folder and that no output would overwrite an input
+are checked before any work; a folder or glob never takes the files of --out_dir. Videos
+whose outputs exist with the same settings are skipped, so an interrupted batch goes on
+where it stopped when run again; a rerun with other settings is refused. A video that
+cannot be read, whose queries are bad or whose outputs cannot be written is reported and
+the batch goes on; the summary at the end lists the failures and the exit status is 1 if
+there were any. Under torchrun the videos are split over the ranks, each tracked once.
+The library behind it is tracking/batch.py.
 """
 
 from tracking import INTERACTIVE

@@ -148,7 +148,7 @@ def test_clicked_points_tracked_in_the_browser_equal_the_python_api(browser, app
     link.click()
     folder = tmp_path / 'downloads'
     wait(browser, lambda: folder.exists() and downloaded(folder, '.csv'), what='the CSV download')
-    from_page = read_csv(downloaded(folder, '.csv')).tracks  # T,2,2
+    from_page, _, _ = read_csv(downloaded(folder, '.csv'))  # T,2,2
     assert from_page.shape == (NUM_FRAMES, 2, 2)
     # the queries are where the clicks landed (the page rounds to whole pixels)
     np.testing.assert_allclose(from_page[QUERY_FRAME], CLICKS, atol=1.5)

@@ -130,7 +130,7 @@ def test_track_clip_writes_the_trackers_tracks_into_the_run_folder(clip_path, un
     expected = Tracker(untrained, SMALL)(read_video(clip_path)[:9], queries).tracks
     np.testing.assert_array_equal(result.tracks, expected)
     assert sorted(paths) == ['csv', 'mp4', 'npz'] and all(os.path.dirname(p) == out_dir for p in paths.values())
-    np.testing.assert_array_equal(read_csv(paths['csv']).tracks, expected)
+    np.testing.assert_array_equal(read_csv(paths['csv'])[0], expected)
     np.testing.assert_array_equal(np.load(paths['npz'])['trajs'], expected)
     assert video_info(paths['mp4'])[:3] == (9, H, W)
 
@@ -163,13 +163,13 @@ def test_two_sessions_tracking_at_once_keep_their_own_results(clip_path, untrain
     assert paths['a']['csv'] != paths['b']['csv']
     for key in jobs:
         # threads share the CPU's thread pool, so float sums may round differently: 1e-4 px
-        np.testing.assert_allclose(read_csv(paths[key]['csv']).tracks, alone[key], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(read_csv(paths[key]['csv'])[0], alone[key], rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize('num_frames, queries, error, message', [
     (T + 1, [[0, 1.0, 1.0]], SettingsError, f'frames to track must be between 2 and {T}; got {T + 1}'),
-    (4, [[5, 1.0, 1.0]], QueryError, 'pan: a query is at frame 5 but only 4 frames are tracked'),
-    (4, [[0, 500.0, 1.0]], QueryError, f'pan: 1 queries lie outside the {W}x{H} frame'),
+    (4, [[5, 1.0, 1.0]], QueryError, r'pan, query 0 \(5, 1, 1\): the frame t is past the end \(frames 0..3\)'),
+    (4, [[0, 500.0, 1.0]], QueryError, rf'pan, query 0 \(0, 500, 1\): the point lies outside the {W}x{H} frame'),
 ])
 def test_track_clip_checks_before_tracking(clip_path, untrained, tmp_path, num_frames, queries, error, message):
     with pytest.raises(error, match=message):
