@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from evaluation.plots import write_plots
 from evaluation.results import ResultsFile
-from evaluation.scoring import PAPER_LINE, PAPER_METRICS, TAPVID_METRICS, SkipVideo
+from evaluation.scoring import FRACTION_METRICS, PAPER_LINE, PAPER_METRICS, SkipVideo
 from tracking.model import load_pips
 from utils import runs
 from utils.errors import SettingsError
@@ -81,7 +81,7 @@ class Progress:
         text = '%s; step %06d/%d; rtime %.2f; itime %.2f' % (self.run_name, record['index'] + 1, self.total,
                                                              rtime, itime)
         for label, key in self.line:
-            scale = 100.0 if key in TAPVID_METRICS else 1.0  # TAP-Vid fractions shown as percentages
+            scale = 100.0 if key in FRACTION_METRICS else 1.0  # TAP-Vid fractions shown as percentages
             text += '; %s %.1f' % (label, self.pools[key].mean() * scale)
         for key, pool in self.pools.items():
             sw.summ_scalar(f'_/{key}', pool.mean())
@@ -103,7 +103,7 @@ def report(records, *, metric_names, out_json, plot_prefix, writer, total):
             means[key] = float(np.mean(values))
     table = PrettyTable(['metric', 'mean'])
     for key, value in means.items():
-        table.add_row([key, f'{value:.4f}' if key in TAPVID_METRICS else f'{value:.2f}'])
+        table.add_row([key, f'{value:.4f}' if key in FRACTION_METRICS else f'{value:.2f}'])
     print(f'{len(per_video)} videos scored, {len(skipped)} skipped')
     print(table)
     if out_json:
