@@ -38,29 +38,39 @@ PEAK_TEMPERATURE = 1.0  # the correlation values are divided by this before the 
 CHECK_ITERS_SHARE = 4  # the forward-backward check refines with iters // this iterations (at least 1)
 
 
+def features(signals, consistency=True):
+    """...,K float64 features of ...,3 signals: appearance, peak and, with ``consistency``,
+    log(1 + forward-backward distance)."""
+    signals = np.asarray(signals, dtype=np.float64)
+    columns = [signals[..., APPEARANCE], signals[..., PEAK]]
+    if consistency:
+        columns.append(np.log1p(signals[..., CONSISTENCY]))
+    return np.stack(columns, axis=-1)
+
+
 @dataclass(frozen=True)
 class Rule:
     """A logistic rule: confidence = sigmoid(bias + weights . features), visible where
-    confidence >= threshold. Features: appearance, peak, log(1 + consistency)."""
+    confidence >= threshold (``features``; without a consistency weight, the rule leaves
+    the forward-backward distance out)."""
 
     bias: float
     appearance: float
     peak: float
-    consistency: float
+    consistency: float | None
     threshold: float
 
     def confidence(self, signals):
-        """T,N float32 in [0, 1] of T,N,3 signals (NaN where a signal is NaN)."""
-        signals = np.asarray(signals, dtype=np.float64)
-        logit = (self.bias + self.appearance * signals[..., APPEARANCE] + self.peak * signals[..., PEAK])
-        if self.consistency:
-            logit = logit + self.consistency * np.log1p(signals[..., CONSISTENCY])
+        """T,N float32 in [0, 1] of T,N,3 signals (NaN where a used signal is NaN)."""
+        with_consistency = self.consistency is not None
+        weights = [self.appearance, self.peak] + ([self.consistency] if with_consistency else [])
+        logit = self.bias + features(signals, with_consistency) @ np.array(weights)
         with np.errstate(over='ignore'):
             return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
 
 FULL_RULE = Rule(bias=-6.0, appearance=6.0, peak=4.0, consistency=-2.0, threshold=0.5)
-LIGHT_RULE = Rule(bias=-6.0, appearance=6.0, peak=4.0, consistency=0.0, threshold=0.5)
+LIGHT_RULE = Rule(bias=-6.0, appearance=6.0, peak=4.0, consistency=None, threshold=0.5)
 
 
 def rule_for(options):
