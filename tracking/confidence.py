@@ -7,10 +7,12 @@ the features it already holds, and a logistic rule turns them into a confidence:
   PIPs++ samples at the query and carries from window to window) and the level-0 feature
   sampled at the estimate. 1 at the query's own frame.
 - **peak**: the share of the correlation mass near the estimate: a softmax over the
-  level-0 correlation window of the query's feature (7 x 7 cells around the estimate,
-  values divided by ``PEAK_TEMPERATURE``), summed over the cells within ``PEAK_RADIUS``.
-  A sharp, centred match gives a share near 1; a flat or off-centre one, near
-  (2 PEAK_RADIUS + 1)^2 / 49.
+  level-0 correlation window of the query's feature (7 x 7 cells around the estimate),
+  summed over the cells within ``PEAK_RADIUS`` of it. The correlations are taken relative
+  to the query feature's correlation with itself (1 where the feature matches exactly,
+  whatever the scale of a model's features) and divided by ``PEAK_TEMPERATURE``. A sharp,
+  centred match gives a share near 1; a flat or off-centre one, near
+  (2 PEAK_RADIUS + 1)^2 / 49 or less.
 - **consistency**: the forward-backward distance. Each segment of a track (forward from
   its query's frame to the end, backward to frame 0) is tracked again from its far end
   back to the query's frame; the signal is the distance between the track and that
@@ -34,7 +36,7 @@ import torch
 SIGNALS = ('appearance', 'peak', 'consistency')  # the columns of a T,N,3 signals array
 APPEARANCE, PEAK, CONSISTENCY = range(3)
 PEAK_RADIUS = 1  # cells (of the stride-8 map) around the estimate that count as "near"
-PEAK_TEMPERATURE = 1.0  # the correlation values are divided by this before the softmax
+PEAK_TEMPERATURE = 0.1  # relative correlations are divided by this before the softmax
 CHECK_ITERS_SHARE = 4  # the forward-backward check refines with iters // this iterations (at least 1)
 
 
@@ -98,7 +100,8 @@ def window_signals(corr, tracks, target, stride):
     appearance = torch.nn.functional.cosine_similarity(sampled, target, dim=-1)
     side = 2 * corr.radius + 1
     window = corr.lookup(target[:, :, :, None], coords)[:, :, :, 0, :side * side].float()  # B,S,N,side^2
-    mass = torch.softmax(window / PEAK_TEMPERATURE, dim=-1).view(*window.shape[:3], side, side)
+    own = ((target * target).sum(dim=-1, keepdim=True) / target.shape[-1] ** 0.5).clamp_min(1e-12)  # lookup scale
+    mass = torch.softmax(window / own / PEAK_TEMPERATURE, dim=-1).view(*window.shape[:3], side, side)
     near = slice(corr.radius - PEAK_RADIUS, corr.radius + PEAK_RADIUS + 1)
     peak = mass[..., near, near].sum(dim=(-2, -1))
     return torch.stack([appearance, peak], dim=-1)
