@@ -14,8 +14,9 @@ which changes neither time nor memory):
 - online: ``TrackStream`` throughput (frames/s) and the time a frame takes to become final;
 - confidence: the time of tracking with confidence off, with appearance and peak only
   (``consistency=False``) and with every signal (the forward-backward check too), the
-  three in turn in each of --repeats processes, the fastest of each kept (wall clock, and
-  CPU time of the process, which other processes on a shared machine disturb less).
+  three in turn (in a rotated order) in each of --repeats processes after a warm-up run,
+  the fastest of each kept (wall clock, and CPU time of the process, which other
+  processes on a shared machine disturb less).
 """
 
 import json
@@ -120,8 +121,9 @@ def run_online(device, T, H, W, N, S, iters):
             'max_delay_s': float(np.max(delays)), 'max_delay_frames': int(np.max(frame_delays))}
 
 
-def run_confidence(device, T, H, W, N, S, iters):
-    """Wall and CPU seconds of N frame-0 points with confidence off, light and full, in turn."""
+def run_confidence(device, T, H, W, N, S, iters, rotate=0):
+    """Wall and CPU seconds of N frame-0 points with confidence off, light and full, in turn
+    (the order rotated ``rotate`` times), after a warm-up run."""
     from tracking import INTERACTIVE, track_points
 
     model = build_model(device)
@@ -129,9 +131,11 @@ def run_confidence(device, T, H, W, N, S, iters):
     rng = np.random.default_rng(0)
     queries = np.stack([np.zeros(N), rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
     options = INTERACTIVE.replace(S=S, iters=iters, image_size=None)
+    track_points(model, video[:S + 1], queries[:4], options)  # first calls allocate and initialise
+    modes = [('off', options.replace(confidence=False)), ('light', options.replace(consistency=False)),
+             ('full', options)]
     out = {}
-    for mode, mode_options in (('off', options.replace(confidence=False)),
-                               ('light', options.replace(consistency=False)), ('full', options)):
+    for mode, mode_options in modes[rotate:] + modes[:rotate]:
         start, start_cpu = time.perf_counter(), time.process_time()
         track_points(model, video, queries, mode_options)
         if device.startswith('cuda'):
@@ -193,8 +197,8 @@ def main(cases='queries,memory,dense,online,confidence', device=None, lengths=(2
         print(f'online: 256 points: {r["frames_per_s"]:.1f} frames/s; a frame is final {r["mean_delay_s"]:.2f} s '
               f'after its push on average (max {r["max_delay_s"]:.2f} s, {r["max_delay_frames"]} frames)')
     if 'confidence' in cases:  # the interactive preset's 16 iterations (the check's share depends on them)
-        runs = [in_subprocess('confidence', device, T=2 * 16 + 1, H=256, W=256, N=64, S=16, iters=16)
-                for _ in range(repeats)]
+        runs = [in_subprocess('confidence', device, T=2 * 16 + 1, H=256, W=256, N=64, S=16, iters=16, rotate=k % 3)
+                for k in range(repeats)]
         r = {key: min(run[key] for run in runs) for key in runs[0]}
         for clock, suffix in (('wall', '_s'), ('CPU', '_cpu_s')):
             off = r[f'off{suffix}']
