@@ -16,7 +16,7 @@ which changes neither time nor memory):
   (``consistency=False``) and with every signal (the forward-backward check too), the
   three in turn (in a rotated order) in each of --repeats processes after a warm-up run,
   the fastest of each kept (wall clock, and CPU time of the process, which other
-  processes on a shared machine disturb less).
+  processes on a shared machine disturb less; on the CPU with one thread).
 """
 
 import json
@@ -126,6 +126,8 @@ def run_confidence(device, T, H, W, N, S, iters, rotate=0):
     (the order rotated ``rotate`` times), after a warm-up run."""
     from tracking import INTERACTIVE, track_points
 
+    if device == 'cpu':
+        torch.set_num_threads(1)  # idle threads spin, and their CPU time would count
     model = build_model(device)
     video = np.stack(list(textured_frames(T, H, W)))
     rng = np.random.default_rng(0)

@@ -13,11 +13,16 @@ the features it already holds, and a logistic rule turns them into a confidence:
   whatever the scale of a model's features) and divided by ``PEAK_TEMPERATURE``. A sharp,
   centred match gives a share near 1; a flat or off-centre one, near
   (2 PEAK_RADIUS + 1)^2 / 49 or less.
-- **consistency**: the forward-backward distance. Each segment of a track (forward from
-  its query's frame to the end, backward to frame 0) is tracked again from its far end
-  back to the query's frame; the signal is the distance between the track and that
-  check, in pixels of the frame scaled to 256 x 256 (as the TAP-Vid metrics measure).
-  It needs the whole video, so online streams go without it.
+- **consistency**: forward-backward consistency. Each segment of a track (forward from
+  its query's frame to the last frame, backward to frame 0) is tracked again from its far
+  end back to the query's frame (the *check*, refined ``check_iters`` times). The signal
+  is the distance between the track and its check on each frame, the check shifted to
+  meet the query at the query's frame, in pixels of the frame scaled to 256 x 256 (as the
+  TAP-Vid metrics measure). So it is 0 at the query and where track and check move
+  alike, and it grows from the frame where they part: a track that fails and then
+  follows something else is checked back along that something, which meets the track
+  after the failure and leaves it before. It needs the whole video, so online streams go
+  without it.
 
 confidence = sigmoid(bias + a * appearance + p * peak + c * log(1 + consistency)), with
 the coefficients of ``FULL_RULE`` (all three signals) or ``LIGHT_RULE`` (appearance and

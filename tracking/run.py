@@ -197,6 +197,8 @@ class TrackingRun:
                              **self.sweep_args)
         self.num_frames = 0
         self.size = self.scale = self.model_size = None
+        self.offsets = None  # T,N,2 video pixels: track minus check, on the frames checked
+        self.returns = None  # N,2: the same at the query frame, of the check of the backward segment
 
     def add_queries(self, queries):
         """queries: checked N,3 (t, x, y) in video pixels; t >= the last frame pushed."""
@@ -248,9 +250,14 @@ class TrackingRun:
         try:
             self.forward.finish()
             self.forward.states.close()
+            if checks:
+                self.offsets = np.full((self.rows.T, self.rows.N, 2), np.nan, np.float32)
+                self.returns = np.full((self.rows.N, 2), np.nan, np.float32)
             self._sweep_back(backward, checks)
             if backward and checks:
                 self._check_backward_segments()
+            if checks:
+                self._write_consistency()
         finally:
             self.close()
 
@@ -304,12 +311,22 @@ class TrackingRun:
     def _write_forward(self, group, start, end, window, signals):
         self._write(np.arange(start, end), self.group_ids[group.key], window, signals, group.start)
 
-    def _write_check(self, frames, ids, window):
-        """The forward-backward distances of a check's S',N,2 estimates (model pixels) on
-        ``frames``, whose tracks are final."""
-        tracks = self.rows.array[frames[:, None], ids[None, :]]
-        self.rows.signals[frames[:, None], ids[None, :], CONSISTENCY] = distance_256(
-            window.double().numpy() / self.scale, tracks, self.size)
+    def _check_offsets(self, frames, ids, window):
+        """Track minus check on ``frames`` (whose tracks are final), of a check's S',N,2
+        estimates (model pixels)."""
+        return self.rows.array[frames[:, None], ids[None, :]] - window.double().numpy() / self.scale
+
+    def _write_consistency(self):
+        """The consistency signal: the distance between each track and its check, the check
+        shifted to meet the query at the query frame (by the offset at that frame of the
+        forward segment's check, or of the backward segment's for the frames before it)."""
+        T, N = self.rows.T, self.rows.N
+        frames, points = self.queries[:, 0].astype(int), np.arange(N)
+        forward = np.arange(T)[:, None, None] >= frames[None, :, None]  # T,N,1: in the forward segment
+        returns = np.where(forward, self.offsets[frames, points][None], self.returns[None])  # T,N,2
+        consistency = distance_256(self.offsets, returns, self.size)
+        consistency[frames, points] = 0.0  # the query itself
+        self.rows.signals[:T, :N, CONSISTENCY] = consistency
 
     def _end_xy(self, frame, ids):
         """N,2 model pixels: the tracks of queries ``ids`` at ``frame``, where a check starts."""
@@ -332,7 +349,8 @@ class TrackingRun:
             self._write(top - np.arange(start, end), ids_of[group.key], window, signals, top - group.start)
 
         def write_check(group, start, end, window, _):
-            self._write_check(top - np.arange(start, end), ids_of[group.key], window)
+            frames, ids = top - np.arange(start, end), ids_of[group.key]
+            self.offsets[frames[:, None], ids[None, :]] = self._check_offsets(frames, ids, window)
 
         back = Sweep(write=write_segment, states=ChunkStates(folder=self.options.spill_dir),
                      iters=self.options.iters, signals=self.options.confidence, **self.sweep_args)
@@ -357,17 +375,20 @@ class TrackingRun:
 
     def _check_backward_segments(self):
         """Every backward segment (a query frame t > 0 down to 0) tracked again from frame 0
-        up to t, in one forward sweep over the spilled features; its distances are written
-        for the frames before t (frame t keeps its forward segment's)."""
+        up to t, in one forward sweep over the spilled features: the offsets of the frames
+        before t, and at t the return offset (frame t keeps its forward segment's)."""
         segments = [(t, ids) for t, ids, _ in self.starts if t > 0]
         if not segments:
             return
         ids_of, query_frame = {}, {}
 
         def write_check(group, start, end, window, _):
-            frames = np.arange(start, end)
+            frames, ids = np.arange(start, end), ids_of[group.key]
+            offsets = self._check_offsets(frames, ids, window)
             before = frames < query_frame[group.key]
-            self._write_check(frames[before], ids_of[group.key], window[before])
+            self.offsets[frames[before, None], ids[None, :]] = offsets[before]
+            if not before.all():
+                self.returns[ids] = offsets[np.flatnonzero(~before)[0]]
 
         states = ChunkStates(folder=self.options.spill_dir)
         check = Sweep(write=write_check, states=states, iters=check_iters(self.options.iters), **self.sweep_args)
