@@ -1,6 +1,6 @@
 """How well confidence tells trusted positions apart, on held-out procedural sequences.
 
-    python benchmarks/bench_confidence.py --init_dir=/work/models/learned --data_dir=./confidence_data
+    python benchmarks/bench_confidence.py --init_dir=./bench_learning/checkpoints/<run> --data_dir=./confidence_data
 
 Makes (or reuses) --n_seqs procedural sequences of the held-out set (seed
 evaluation.confidence.HELDOUT_SEED, never used for fitting or training) under
@@ -52,8 +52,8 @@ def visibility_rows(measured):
     return rows
 
 
-def main(init_dir='/work/models/learned', data_dir='./confidence_data', n_seqs=16, T=40, H=256, W=320, N=128,
-         S=16, iters=16, image_size=None, query_mode='first', device=None, plot='./docs/confidence_calibration.png',
+def main(init_dir='./reference_model', data_dir='./confidence_data', n_seqs=16, T=40, H=128, W=160, N=64,
+         S=8, iters=6, image_size=None, query_mode='first', device=None, plot='./docs/confidence_calibration.png',
          out_json=None):
     """Measure on --n_seqs held-out sequences of T frames of H x W (--N tracks each, windows of --S
     frames, --iters iterations, at --image_size; None: the frames' own size)."""

@@ -1,6 +1,6 @@
 """Fit the confidence rules (tracking/confidence.py) on procedural sequences with ground-truth occlusion.
 
-    python benchmarks/fit_confidence.py --init_dir=/work/models/learned --data_dir=./confidence_data
+    python benchmarks/fit_confidence.py --init_dir=./bench_learning/checkpoints/<run> --data_dir=./confidence_data
 
 Makes (or reuses) --n_seqs procedural sequences of the fitting set (seed
 evaluation.confidence.FIT_SEED) under <data_dir>/fit, tracks up to --N tracks of each
@@ -23,8 +23,8 @@ from tracking import INTERACTIVE, load_pips  # noqa: E402
 from utils import cli  # noqa: E402
 
 
-def main(init_dir='/work/models/learned', data_dir='./confidence_data', n_seqs=24, T=40, H=256, W=320, N=128,
-         S=16, iters=16, image_size=None, query_mode='first', device=None, out_json=None):
+def main(init_dir='./reference_model', data_dir='./confidence_data', n_seqs=24, T=40, H=128, W=160, N=64,
+         S=8, iters=6, image_size=None, query_mode='first', device=None, out_json=None):
     """Fit on --n_seqs sequences of T frames of H x W (--N tracks tracked per sequence, windows of --S
     frames, --iters iterations, at --image_size, None: the frames' own size)."""
     seq_dirs = procedural_split(data_dir, 'fit', n_seqs=n_seqs, seed=FIT_SEED, T=T, H=H, W=W, N=max(N, 256))

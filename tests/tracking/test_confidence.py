@@ -3,6 +3,7 @@ online stream, and tracks that the signals never change."""
 
 import copy
 import math
+import os
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ import torch
 
 import tracking.engine
 from nets.corr import WindowedCorr
-from tests.fixtures.videos import moving_video
-from tracking import BENCHMARK, INTERACTIVE, TrackStream, track_points
+from tests.fixtures.videos import moving_video, occluded_video
+from tracking import BENCHMARK, INTERACTIVE, TrackStream, load_pips, track_points
 from tracking.confidence import (
     APPEARANCE,
     CONSISTENCY,
@@ -29,6 +30,8 @@ from tracking.run import track_signals
 from utils.errors import SettingsError
 
 ON = dict(iters=2, image_size=None, confidence=True)
+TRAINED = os.environ.get('PIPS_TRAINED_MODEL')  # a folder holding a trained checkpoint, for the slow tests
+TRAINED_OPTIONS = INTERACTIVE.replace(S=8, iters=6, image_size=None)  # the procedural model's own settings
 
 
 def crowd(T, n, seed):
@@ -204,3 +207,31 @@ def test_confidence_settings_are_checked():
         INTERACTIVE.replace(confidence='yes')
     with pytest.raises(SettingsError, match='consistency must be True or False'):
         BENCHMARK.replace(consistency=1)
+
+
+@pytest.fixture(scope='module')
+def trained_model():
+    """A model that tracks (PIPS_TRAINED_MODEL: a checkpoint folder, such as the one
+    benchmarks/bench_learning.py trains on procedural data); skips without one."""
+    if not TRAINED or not os.path.isdir(TRAINED):
+        pytest.skip('set PIPS_TRAINED_MODEL to a folder with a trained checkpoint to run this test')
+    return load_pips(TRAINED, 'cpu')
+
+
+@pytest.mark.slow
+def test_a_trained_model_is_consistent_on_a_static_scene(trained_model):
+    T = 16
+    video = np.repeat(moving_video(1, 128, 160), T, axis=0)
+    grid = np.stack(np.meshgrid(np.arange(16.0, 160, 32), np.arange(16.0, 128, 32)), axis=-1).reshape(-1, 2)
+    queries = np.concatenate([np.zeros((len(grid), 1)), grid], axis=1)
+    _, signals = track_signals(trained_model, video, queries, TRAINED_OPTIONS)
+    assert np.nanmax(signals[..., CONSISTENCY]) < STATIC_CONSISTENCY
+
+
+@pytest.mark.slow
+def test_a_point_hidden_by_a_passing_occluder_loses_confidence_while_hidden(trained_model):
+    video, hidden = occluded_video(24)
+    confidence = track_points(trained_model, video, [[0, 80.0, 64.0]], TRAINED_OPTIONS).confidence[:, 0]
+    seen = ~hidden
+    seen[0] = False  # the query frame (confidence 1 by definition)
+    assert confidence[hidden].max() < confidence[seen].min()
