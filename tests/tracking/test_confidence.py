@@ -32,6 +32,7 @@ from utils.errors import SettingsError
 ON = dict(iters=2, image_size=None, confidence=True)
 TRAINED = os.environ.get('PIPS_TRAINED_MODEL')  # a folder holding a trained checkpoint, for the slow tests
 TRAINED_OPTIONS = INTERACTIVE.replace(S=8, iters=6, image_size=None)  # the procedural model's own settings
+STATIC_CONSISTENCY = 1.0  # px at 256x256: the most a trained model's check may part from a still point
 
 
 def crowd(T, n, seed):
