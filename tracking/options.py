@@ -38,7 +38,7 @@ class TrackOptions:
     point_chunk: int = 2048  # points per pass through a window (bounds memory for dense grids)
     spill_dir: str | None = None  # folder of the temporary feature file (None: the system's)
     confidence: bool = True  # visibility and confidence per point and frame (appearance, correlation peak)
-    consistency: bool = True  # with confidence: the forward-backward check too (the video is tracked back)
+    consistency: bool = True  # with confidence: the forward-backward check (every frame's features spilled)
 
     def __post_init__(self):
         check_count('S', self.S, minimum=2)
