@@ -1,0 +1,100 @@
+"""Stopping cleanly on SIGINT and SIGTERM, however they are sent.
+
+A terminal sends SIGINT (Ctrl-C) to its whole foreground process group, and clusters stop a
+job by sending SIGTERM to its whole process group: SLURM, Kubernetes and ``timeout`` do.
+``install()`` (done by ``utils.cli.run`` for every script) turns both into
+``KeyboardInterrupt`` in the main thread, so that a run saves what it must and stops. Three
+more rules make that hold when the signal reaches every process of the group:
+
+- Helper processes (DataLoader workers) ignore both signals: they are started with the
+  signals blocked (``starting_helpers``) and ignore them from their first instruction
+  (``ignore_in_helper``), so the main process is never left with dead workers while it saves.
+  They end when the main process shuts them down, or when it dies.
+- ``deferred()`` holds a stop signal that arrives inside it (a weight update, a checkpoint
+  being written) and raises it when the block ends, so such work is never left half done.
+- ``is_interruption(exc)``: a ``RuntimeError`` after a stop signal (e.g. PyTorch's "DataLoader
+  worker is killed by signal") is the interruption, not a failure of its own.
+"""
+
+import signal
+import sys
+import threading
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _State:
+    received = 0  # stop signals received by this process
+    deferring = 0  # depth of nested deferred() blocks
+    pending = False  # a stop signal arrived inside a deferred() block
+
+
+def on_stop_signal(signum, frame):
+    """The handler of the stop signals: KeyboardInterrupt, or held while deferring."""
+    _State.received += 1
+    if _State.deferring:
+        _State.pending = True
+        return
+    raise KeyboardInterrupt
+
+
+def install():
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt (main thread only). A signal the
+    process was started with ignored (``nohup``, a shell's background job) stays ignored."""
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, on_stop_signal)
+
+
+def stop_requested():
+    """Whether this process has received SIGINT or SIGTERM since ``install()``."""
+    return _State.received > 0
+
+
+def is_interruption(exc):
+    """Whether ``exc`` is the stop itself: KeyboardInterrupt, or a RuntimeError raised after a
+    stop signal (a helper process that died of it)."""
+    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, RuntimeError) and stop_requested())
+
+
+class deferred:
+    """``with deferred():`` holds a stop signal until the block ends, then raises it as
+    KeyboardInterrupt (unless one is already being handled, or the block raised)."""
+
+    def __enter__(self):
+        _State.deferring += 1
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        _State.deferring -= 1
+        if _State.deferring or not _State.pending:
+            return False
+        _State.pending = False
+        if exc_type is None and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            raise KeyboardInterrupt
+        return False
+
+
+class starting_helpers:
+    """``with starting_helpers():`` around starting helper processes (DataLoader workers):
+    the stop signals are blocked in this thread, so processes forked meanwhile inherit them
+    blocked until ``ignore_in_helper`` ignores them; a signal to this process waits until
+    the block ends. A no-op outside the main thread."""
+
+    def __enter__(self):
+        self.mask = None
+        if threading.current_thread() is threading.main_thread():
+            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if self.mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        return False
+
+
+def ignore_in_helper():
+    """In a helper process: ignore the stop signals (a pending one is dropped) and unblock them."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
