@@ -37,6 +37,14 @@ def list_checkpoints(ckpt_dir, model_name='model'):
     return found
 
 
+def os_error_behind(exc):
+    """The OSError that ``exc`` is, or that it was raised while handling (torch.save ends a
+    failed write with a RuntimeError of its zip writer), or None."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__context__
+    return exc
+
+
 def save(ckpt_dir, optimizer, model, global_step, scheduler=None, keep_latest=5, model_name='model'):
     """Write ``<ckpt_dir>/<model_name>-<step:09d>.pth`` and keep the newest ``keep_latest``.
 
@@ -57,9 +65,12 @@ def save(ckpt_dir, optimizer, model, global_step, scheduler=None, keep_latest=5,
             torch.save(ckpt, f)  # through a Python file, so a failed write is an OSError with its reason
             f.flush()
             os.fsync(f.fileno())
-    except OSError as exc:
-        raise CheckpointError(f'{path}: cannot write the checkpoint ({exc.strerror or exc}); nothing was '
-                              'written and the older checkpoints are kept') from exc
+    except (OSError, RuntimeError) as exc:
+        failed_write = os_error_behind(exc)
+        if failed_write is None:
+            raise
+        raise CheckpointError(f'{path}: cannot write the checkpoint ({failed_write.strerror or failed_write}); '
+                              'nothing was written and the older checkpoints are kept') from exc
     steps = sorted(list_checkpoints(ckpt_dir, model_name), reverse=True)
     for old_step in steps[max(keep_latest, 1):]:
         os.remove(os.path.join(ckpt_dir, '%s-%09d.pth' % (model_name, old_step)))
