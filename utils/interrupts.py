@@ -6,16 +6,18 @@ job by sending SIGTERM to its whole process group: SLURM, Kubernetes and ``timeo
 ``KeyboardInterrupt`` in the main thread, so that a run saves what it must and stops. Three
 more rules make that hold when the signal reaches every process of the group:
 
-- Helper processes (DataLoader workers) ignore both signals: they are started with the
-  signals blocked (``starting_helpers``) and ignore them from their first instruction
-  (``ignore_in_helper``), so the main process is never left with dead workers while it saves.
-  They end when the main process shuts them down, or when it dies.
+- Helper processes (DataLoader workers) ignore both signals unless their parent sends them:
+  they are started with the signals blocked (``starting_helpers``) and ignore them from their
+  first instruction (``ignore_in_helper``), so the main process is never left with dead
+  workers while it saves. They end when the main process shuts them down, or terminates
+  them (a SIGTERM from the parent, as ``multiprocessing`` sends), or dies.
 - ``deferred()`` holds a stop signal that arrives inside it (a weight update, a checkpoint
   being written) and raises it when the block ends, so such work is never left half done.
 - ``is_interruption(exc)``: a ``RuntimeError`` after a stop signal (e.g. PyTorch's "DataLoader
   worker is killed by signal") is the interruption, not a failure of its own.
 """
 
+import os
 import signal
 import sys
 import threading
@@ -94,7 +96,16 @@ class starting_helpers:
 
 
 def ignore_in_helper():
-    """In a helper process: ignore the stop signals (a pending one is dropped) and unblock them."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    """In a helper process: ignore SIGINT, and SIGTERM unless the parent sent it. SIGTERM stays
+    blocked and a thread takes it, so that its sender is known: the parent's ends the process
+    at once (as PyTorch's own worker handler does), any other is dropped."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+    threading.Thread(target=end_on_parents_sigterm, args=(os.getppid(),), daemon=True).start()
+
+
+def end_on_parents_sigterm(parent):
+    while True:
+        if signal.sigwaitinfo([signal.SIGTERM]).si_pid == parent:
+            os._exit(0)

@@ -3,6 +3,7 @@ for them: in this process, with the handlers restored after each test."""
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -60,22 +61,27 @@ def test_a_deferred_save_while_handling_an_interrupt_is_not_cut_by_a_second_sign
         pass
 
 
-def test_helpers_start_with_the_stop_signals_ignored():
+def test_helpers_ignore_stop_signals_except_their_parents_sigterm():
     read_end, write_end = os.pipe()
     with interrupts.starting_helpers():
         pid = os.fork()
-        if pid == 0:  # the helper: a signal sent before it ignores them must not kill it
+        if pid == 0:  # the helper: signals from anyone but its parent must not end it
             try:
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGTERM)  # sent before it ignores them
                 interrupts.ignore_in_helper()
                 os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.5)
                 os.write(write_end, b'alive')
+                time.sleep(60)
             finally:
-                os._exit(0)
+                os._exit(1)
     os.close(write_end)
-    _, status = os.waitpid(pid, 0)
-    assert os.read(read_end, 5) == b'alive' and os.waitstatus_to_exitcode(status) == 0
+    assert os.read(read_end, 5) == b'alive'
     os.close(read_end)
+    os.kill(pid, signal.SIGTERM)  # as multiprocessing terminates its children
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_cli_exits_130_with_one_line_saying_what_to_do(installed, capsys):
