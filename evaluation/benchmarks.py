@@ -38,7 +38,7 @@ from evaluation.scoring import (
 )
 from tracking.run import track_points
 from utils.checks import check_choice, check_count, check_flag
-from utils.distributed import Ranks
+from utils.distributed import Ranks, default_device
 from utils.errors import SettingsError
 from utils.metrics import compute_tapvid_metrics
 
@@ -69,6 +69,7 @@ class RunSettings:
         check_count('--log_freq', self.log_freq, minimum=1)
         check_count('--n_pool', self.n_pool, minimum=1)
         check_count('--max_iters', self.max_iters, minimum=0)
+        default_device(self.device)  # a device that is not there is refused now, not after the dataset is read
         if check_flag('--resume', self.resume) and check_flag('--overwrite', self.overwrite):
             raise SettingsError('--resume=True goes on from the earlier results and --overwrite=True replaces them: '
                                 'choose one')

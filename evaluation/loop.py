@@ -34,7 +34,7 @@ from evaluation.plots import write_plots
 from evaluation.results import ResultsFile, json_text, part_paths, refuse_earlier_results, valid_json
 from evaluation.scoring import PAPER_LINE, PAPER_METRICS, TAPVID_METRICS, SkipVideo
 from tracking.model import load_pips
-from utils import runs
+from utils import interrupts, runs
 from utils.errors import PipsError, SettingsError
 from utils.files import atomic_path, check_writable, sweep_temporaries
 from utils.metrics import SimplePool
@@ -212,10 +212,11 @@ def score_videos(indices, *, samples, score, model, store, progress):
         start = time.time()
         record, read_time = score_video(index, samples=samples, score=score, model=model,
                                         sw=progress.summ_writer(index))
-        if 'failed' not in record:
-            store.append(record)
-        records.append(record)
-        progress.add(record, read_time, time.time() - start)
+        with interrupts.deferred():  # a stop signal waits for the bookkeeping, not for the tracking
+            if 'failed' not in record:
+                store.append(record)
+            records.append(record)
+            progress.add(record, read_time, time.time() - start)
     return records
 
 

@@ -6,10 +6,12 @@ periodic checkpoint and validation), then the final save.
 
 No finished step is lost. Ctrl-C and SIGTERM (raised as KeyboardInterrupt by
 ``utils.interrupts``) and errors met on the way (unreadable data, a worker that died, out
-of memory) save a checkpoint of the last finished step before they go on. A signal never
-cuts a weight update or a checkpoint in half: both run ``deferred``, so the saved weights,
-optimizer and schedule always belong to one step. Two stops save nothing: a NaN loss (the
-weights that gave it are suspect) and a checkpoint that cannot be written.
+of memory) save a checkpoint of the last finished step before they go on. A stop signal
+takes effect between steps, or while a step waits for data: each step runs ``deferred``, so
+a step in progress finishes (weights, optimizer and schedule move together, and no library
+is cut while it holds a lock), and so does a checkpoint being written. Two stops save
+nothing: a NaN loss (the weights that gave it are suspect) and a checkpoint that cannot be
+written.
 """
 
 import contextlib
@@ -86,12 +88,17 @@ class Trainer:
         """A new batch, or with --cache_len one of the cached ones."""
         cfg = self.cfg
         if self.cache is None:
-            return self.samples.next()
+            return self.read()
         if len(self.cache) < cfg.cache_len or (cfg.cache_freq > 0 and step % cfg.cache_freq == 0):
-            self.cache.update([self.samples.next()])
+            self.cache.update([self.read()])
             if cfg.is_main:
                 print('cached a new sample into sample_pool (len %d)' % len(self.cache))
         return self.cache.sample()
+
+    def read(self):
+        """The stream's next batch; a stop signal cuts the wait for it."""
+        with interrupts.interruptible():
+            return self.samples.next()
 
     def train_step(self, step, sw):
         """One optimizer step over --grad_acc batches: (the last loss / grad_acc, its metrics,
@@ -110,8 +117,7 @@ class Trainer:
             loss = loss / cfg.grad_acc
             with contextlib.nullcontext() if last or cfg.world == 1 else self.model.no_sync():
                 self.scaler.scale(loss).backward()
-        with interrupts.deferred():  # weights, optimizer and schedule move to the next step together
-            self.update(step)
+        self.update(step)
         return loss, metrics, read_time
 
     def update(self, step):
@@ -130,7 +136,7 @@ class Trainer:
         the next batch of the training stream."""
         if self.cache is not None and len(self.cache):
             return self.cache.sample()
-        return self.samples.next()
+        return self.read()
 
     def validate(self, step, sw):
         """Validation metrics on a fresh batch (rank 0 only)."""
@@ -155,20 +161,27 @@ class Trainer:
 
 
 def train_steps(cfg, trainer, logger):
-    """The steps after the restored one up to --max_iters, saving and validating."""
+    """The steps after the restored one up to --max_iters, saving and validating; each whole
+    but for its waits for data (see the module docstring)."""
     for step in range(trainer.start_step + 1, cfg.max_iters + 1):
-        step_start = time.time()
-        sw = logger.summ_writer('t', step)
-        if sw is not None:
-            sw.summ_scalar('_/current_lr', trainer.optimizer.param_groups[0]['lr'])
-        loss, metrics, read_time = trainer.train_step(step, sw)
-        logger.update('t', metrics, sw)
-        if step % cfg.save_freq == 0:
-            trainer.save(step)
-        if cfg.is_main and cfg.val_freq and step % cfg.val_freq == 0:
-            sw_v = logger.summ_writer('v', step)
-            logger.update('v', trainer.validate(step, sw_v), sw_v)
-        logger.step_line(step, read_time, time.time() - step_start, loss.item())
+        with interrupts.deferred():
+            train_one(cfg, trainer, logger, step)
+
+
+def train_one(cfg, trainer, logger, step):
+    """Step ``step``: the optimizer step, its checkpoint and validation when due, the step line."""
+    step_start = time.time()
+    sw = logger.summ_writer('t', step)
+    if sw is not None:
+        sw.summ_scalar('_/current_lr', trainer.optimizer.param_groups[0]['lr'])
+    loss, metrics, read_time = trainer.train_step(step, sw)
+    logger.update('t', metrics, sw)
+    if step % cfg.save_freq == 0:
+        trainer.save(step)
+    if cfg.is_main and cfg.val_freq and step % cfg.val_freq == 0:
+        sw_v = logger.summ_writer('v', step)
+        logger.update('v', trainer.validate(step, sw_v), sw_v)
+    logger.step_line(step, read_time, time.time() - step_start, loss.item())
 
 
 def save_before_stopping(trainer, logger, exc):

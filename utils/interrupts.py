@@ -11,8 +11,10 @@ more rules make that hold when the signal reaches every process of the group:
   first instruction (``ignore_in_helper``), so the main process is never left with dead
   workers while it saves. They end when the main process shuts them down, or terminates
   them (a SIGTERM from the parent, as ``multiprocessing`` sends), or dies.
-- ``deferred()`` holds a stop signal that arrives inside it (a weight update, a checkpoint
-  being written) and raises it when the block ends, so such work is never left half done.
+- ``deferred()`` holds a stop signal that arrives inside it (a training step, a checkpoint
+  being written) and raises it when the block ends, so such work is never left half done, nor
+  a lock of some library left held by an exception out of nowhere; ``interruptible()`` lifts
+  the hold where waiting is all there is to cut (waiting for data).
 - ``is_interruption(exc)``: a ``RuntimeError`` after a stop signal (e.g. PyTorch's "DataLoader
   worker is killed by signal") is the interruption, not a failure of its own.
 """
@@ -61,7 +63,8 @@ def is_interruption(exc):
 
 class deferred:
     """``with deferred():`` holds a stop signal until the block ends, then raises it as
-    KeyboardInterrupt (unless one is already being handled, or the block raised)."""
+    KeyboardInterrupt, in place of any other exception the block raised (unless a
+    KeyboardInterrupt is already on its way). Only with ``install()``'s handler."""
 
     def __enter__(self):
         _State.deferring += 1
@@ -72,8 +75,25 @@ class deferred:
         if _State.deferring or not _State.pending:
             return False
         _State.pending = False
-        if exc_type is None and not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        if not isinstance(sys.exc_info()[1], KeyboardInterrupt):  # the block's exception, or one being handled
             raise KeyboardInterrupt
+        return False
+
+
+class interruptible:
+    """``with interruptible():`` inside ``deferred()`` blocks: a stop signal is raised at once
+    here (one held before, on entry)."""
+
+    def __enter__(self):
+        self.depth, _State.deferring = _State.deferring, 0
+        if _State.pending:
+            _State.pending = False
+            _State.deferring = self.depth
+            raise KeyboardInterrupt
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        _State.deferring = self.depth
         return False
 
 

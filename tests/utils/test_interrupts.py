@@ -46,6 +46,39 @@ def test_a_signal_inside_deferred_is_raised_when_the_block_ends(installed):
     assert finished == ['inner', 'outer']
 
 
+def test_a_held_signal_is_not_swallowed_by_an_error_the_caller_catches(installed):
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            with interrupts.deferred():
+                send_sigterm()
+                raise FileExistsError('a lock taken by another process')
+        except FileExistsError:
+            pass
+
+
+def test_waits_inside_a_deferred_block_stay_interruptible(installed):
+    with pytest.raises(KeyboardInterrupt):  # a signal held before the wait is raised when it starts
+        with interrupts.deferred():
+            send_sigterm()
+            with interrupts.interruptible():
+                raise AssertionError('not reached')
+    finished = []
+    with pytest.raises(KeyboardInterrupt):  # one that comes during the wait, at once
+        with interrupts.deferred():
+            with interrupts.interruptible():
+                send_sigterm()
+                finished.append('wait')
+    assert finished == []
+    held = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():  # after the wait, signals are held again
+            with interrupts.interruptible():
+                pass
+            send_sigterm()
+            held.append('after the wait')
+    assert held == ['after the wait']
+
+
 def test_a_deferred_save_while_handling_an_interrupt_is_not_cut_by_a_second_signal(installed):
     saved = []
     with pytest.raises(KeyboardInterrupt, match='the first'):
