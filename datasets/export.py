@@ -112,9 +112,11 @@ def export_step(dataset, export_dir, step, stale_seconds):
     clip_dir = os.path.join(export_dir, f'{step:06d}')
     skip_path = os.path.join(export_dir, f'.{step:06d}.skipped')
     lock_path = os.path.join(export_dir, f'.{step:06d}.lock')
-    if os.path.exists(clip_dir) or os.path.exists(skip_path) or not claim(lock_path, stale_seconds):
+    if os.path.exists(clip_dir) or os.path.exists(skip_path):
         return 'elsewhere', None
-    try:
+    try:  # the claim inside: a stop signal raised as the claim ends still releases it
+        if not claim(lock_path, stale_seconds):
+            return 'elsewhere', None
         if os.path.exists(clip_dir) or os.path.exists(skip_path):  # finished just before our claim
             return 'elsewhere', None
         try:
