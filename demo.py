@@ -24,10 +24,11 @@ from tqdm import tqdm
 
 from tracking import INTERACTIVE, load_pips, track_points
 from tracking.model import checkpoint_file
-from tracking.options import OUT_OF_MEMORY, check_count
+from tracking.options import OUT_OF_MEMORY
 from tracking.outputs import check_not_inputs, output_paths, tracking_settings, write_outputs
 from tracking.queries import QueryError, default_queries, describe_queries, read_queries, stride_grid_queries
 from utils import cli
+from utils.checks import check_count
 from utils.errors import SettingsError
 from utils.files import beside, check_writable, sweep_temporaries
 from utils.runs import count_parameters, run_name

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from tracking.model import checkpoint_file, load_pips
-from tracking.options import OUT_OF_MEMORY, check_count
+from tracking.options import OUT_OF_MEMORY
 from tracking.outputs import (
     check_formats,
     check_not_inputs,
@@ -31,6 +31,7 @@ from tracking.outputs import (
 )
 from tracking.queries import default_queries, describe_queries, read_queries, stride_grid_queries
 from tracking.run import track_points
+from utils.checks import check_count
 from utils.errors import PipsError, SettingsError
 from utils.files import check_writable, sweep_temporaries
 from utils.runs import count_parameters

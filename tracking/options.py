@@ -18,6 +18,7 @@ import math
 
 from nets.pips2 import MIN_SIZE
 from nets.precision import check_precision
+from utils.checks import check_count, check_size
 from utils.errors import SettingsError
 
 LAST_WINDOW_RULES = ('shift', 'short')
@@ -48,7 +49,7 @@ class TrackOptions:
             if not isinstance(getattr(self, name), bool):
                 raise SettingsError(f'{name} must be True or False; got {getattr(self, name)!r}')
         if self.image_size is not None:
-            object.__setattr__(self, 'image_size', check_image_size(self.image_size))
+            object.__setattr__(self, 'image_size', check_size('image_size', self.image_size, minimum=MIN_SIZE))
         if self.last_window not in LAST_WINDOW_RULES:
             raise SettingsError(f'last_window must be one of {LAST_WINDOW_RULES}; got {self.last_window!r}')
         try:
@@ -73,24 +74,6 @@ class TrackOptions:
                                 "and image_size=None keeps the video's size: set image_size (--image_size=H,W) to "
                                 f'resize the frames, e.g. {math.ceil(H * scale)},{math.ceil(W * scale)}')
         return H, W
-
-
-def check_count(name, value, minimum):
-    """Raise SettingsError unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingsError(f'{name} must be an integer of at least {minimum}; got {value!r}')
-
-
-def check_image_size(image_size):
-    """(H, W) as ints, each at least the model's minimum; SettingsError otherwise."""
-    try:
-        H, W = (int(v) for v in image_size)
-        exact = all(float(v) == int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise SettingsError(f'image_size must be two integers H,W; got {image_size!r}') from None
-    if not exact or H < MIN_SIZE or W < MIN_SIZE:
-        raise SettingsError(f'image_size must be two integers H,W of at least {MIN_SIZE}; got {image_size!r}')
-    return H, W
 
 
 INTERACTIVE = TrackOptions()

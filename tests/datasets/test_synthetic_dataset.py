@@ -18,6 +18,7 @@ from datasets.pointodysseydataset import PointOdysseyClips
 from datasets.pointodysseydataset_fullseq import PointOdysseyTestSequences
 from tests.fixtures.pod_reference import assert_matches_reference, replay_plain_case
 from tests.fixtures.scripts import ROOT
+from utils.errors import SettingsError
 from utils.files import HOST
 
 REFERENCE = os.path.join(ROOT, 'tests', 'data', 'synthetic_reference.npz')
@@ -292,7 +293,7 @@ def test_bad_arguments_are_refused_by_name(changes, message):
 
 def test_an_unwritable_out_dir_is_refused_before_any_work(tmp_path):
     (tmp_path / 'file').write_text('')
-    with pytest.raises(DatasetError, match='cannot write here'):
+    with pytest.raises(SettingsError, match='cannot write here'):
         synthetic.make_sequences(str(tmp_path / 'file'), n_seqs=1)
 
 
@@ -300,5 +301,5 @@ def test_script_prints_one_error_line_and_exits_1(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'make_synthetic_dataset.py'),
                              f'--out_dir={tmp_path}', '--H=64'], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1 and result.stdout == ''
-    assert result.stderr == 'error: H must be an integer from 128 to 4096, got 64\n'
+    assert result.stderr == 'error: H must be an integer from 128 to 4096; got 64\n'
     assert not os.listdir(tmp_path)
