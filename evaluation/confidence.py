@@ -15,8 +15,6 @@ import os
 import time
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from datasets.common import DatasetError, FrameSequence, annotation_path, read_annotations
 from datasets.pointodysseydataset_fullseq import frame_paths
@@ -28,6 +26,38 @@ from utils.metrics import compute_tapvid_metrics, evaluated_frames, tapvid_queri
 TRUST_DISTANCE = 8.0  # px at 256 x 256: a visible point estimated further off is not to be trusted
 FIT_SEED, HELDOUT_SEED = 1701, 1702  # procedural sets for fitting and for validation (training uses others)
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)  # the visibility thresholds a fit tries
+L2_PENALTY = 1e-5  # on the fitted weights (not the bias): keeps a fit finite when the classes separate
+
+
+def auc_score(labels, scores):
+    """ROC AUC of ``scores`` for bool ``labels``: the chance that a random positive scores
+    above a random negative, ties counting half (the Mann-Whitney statistic over average ranks)."""
+    labels, scores = np.asarray(labels, bool).ravel(), np.asarray(scores, np.float64).ravel()
+    positives, negatives = labels.sum(), (~labels).sum()
+    if not positives or not negatives:
+        raise ValueError('ROC AUC needs positives and negatives')
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # 1-based, ties sharing their average rank
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def logistic_fit(x, y, l2=L2_PENALTY, steps=100):
+    """(bias, K weights) of the logistic regression of bool y on M,K features x, by Newton's
+    method on the mean log loss plus ``l2`` / 2 |weights|^2."""
+    X = np.column_stack([np.ones(len(x)), np.asarray(x, np.float64)])
+    y = np.asarray(y, np.float64)
+    penalty = np.full(X.shape[1], l2)
+    penalty[0] = 0.0
+    coef = np.zeros(X.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(X @ coef)))
+        gradient = X.T @ (p - y) / len(y) + penalty * coef
+        hessian = (X * (p * (1 - p))[:, None]).T @ X / len(y) + np.diag(penalty)
+        update = np.linalg.solve(hessian, gradient)
+        coef -= update
+        if np.abs(update).max() < 1e-10:
+            break
+    return float(coef[0]), coef[1:]
 
 
 @dataclasses.dataclass
@@ -111,7 +141,7 @@ def pooled(measured, values):
 def roc_auc(measured, score):
     """ROC AUC of ``score(m)`` (T,Q, higher = more trusted) for trusted against the rest
     ("occluded, or more than TRUST_DISTANCE px off"), over the scored entries."""
-    return float(roc_auc_score(pooled(measured, lambda m: m.trusted), pooled(measured, score)))
+    return auc_score(pooled(measured, lambda m: m.trusted), pooled(measured, score))
 
 
 def signal_aucs(measured):
@@ -150,9 +180,9 @@ def fit_rule(measured, consistency):
     for "trusted", and the threshold of THRESHOLDS with the best mean average Jaccard."""
     x = pooled(measured, lambda m: features(m.signals, consistency))
     y = pooled(measured, lambda m: m.trusted)
-    fit = LogisticRegression(C=1e3, max_iter=1000).fit(x, y)
-    weights = [round(float(w), 3) for w in fit.coef_[0]]
-    rule = Rule(bias=round(float(fit.intercept_[0]), 3), appearance=weights[0], peak=weights[1],
+    bias, weights = logistic_fit(x, y)
+    weights = [round(float(w), 3) for w in weights]
+    rule = Rule(bias=round(bias, 3), appearance=weights[0], peak=weights[1],
                 consistency=weights[2] if consistency else None, threshold=0.5)
     jaccards = [tapvid_means(measured, lambda m, t=t: rule.confidence(m.signals) >= t)['average_jaccard']
                 for t in THRESHOLDS]
