@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from nets.precision import training_autocast
 from utils import runs
 from utils.distributed import Ranks
 from utils.errors import SettingsError
@@ -69,13 +70,15 @@ class Config:
 
 
 def setup(cfg, quick_settings):
-    """Apply --quick, check the crop, join torchrun's process group, seed, name the run."""
+    """Apply --quick, check the crop, join torchrun's process group, check --amp there,
+    seed, name the run."""
     if cfg.quick:  # the original's debug settings
         cfg = dataclasses.replace(cfg, **quick_settings)
     crop_size = tuple(int(c) for c in cfg.crop_size)
     if crop_size[0] % 32 or crop_size[1] % 32:
         raise SettingsError(f'crop_size {crop_size} must be multiples of 32')
     ranks = Ranks.start(cfg.device)
+    autocast_of(cfg.amp, ranks.device)
     if cfg.seed is not None:
         torch.manual_seed(cfg.seed + ranks.rank)
         np.random.seed(cfg.seed + ranks.rank)
@@ -84,6 +87,15 @@ def setup(cfg, quick_settings):
     if cfg.is_main:
         print('model_name', name)
     return cfg
+
+
+def autocast_of(amp, device):
+    """``nets.precision.training_autocast`` of --amp on ``device``; SettingsError when the
+    device cannot train in it."""
+    try:
+        return training_autocast(amp, device)
+    except ValueError as exc:
+        raise SettingsError(f'--{exc}') from exc
 
 
 def run_name(cfg):

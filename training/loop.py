@@ -4,7 +4,10 @@
 autocast), then the steps (``train_steps``: one optimizer step, the step line, the
 periodic checkpoint and validation), then the final save. Ctrl-C and SIGTERM (raised as
 KeyboardInterrupt by ``utils.cli``) save a checkpoint of the last finished step before
-the interrupt goes on; a NaN loss stops the run without saving that step.
+the interrupt goes on; a NaN loss stops the run without saving that step. ``run(cfg,
+samples, on_save=fn)`` calls ``fn(step, folder)`` on rank 0 after each checkpoint the
+steps or the final save write, between steps (outside the step line's time): to evaluate
+the checkpoints of a run as it goes.
 """
 
 import contextlib
@@ -15,7 +18,7 @@ import torch
 
 import saverloader
 from nets.pips2 import Pips
-from nets.precision import training_autocast
+from training.config import autocast_of
 from training.logger import Logger
 from training.step import train_forward, validate
 from utils.errors import PipsError, SettingsError
@@ -57,10 +60,7 @@ class Trainer:
         if cfg.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[cfg.device] if cfg.device.startswith('cuda') else None)
-        try:
-            self.autocast, self.scaler = training_autocast(cfg.amp, cfg.device)
-        except ValueError as exc:
-            raise SettingsError(f'--{exc}') from exc
+        self.autocast, self.scaler = autocast_of(cfg.amp, cfg.device)
         self.cache = SimplePool(cfg.cache_len) if cfg.cache_len else None
 
     def restore(self, model):
@@ -131,15 +131,21 @@ class Trainer:
         self.bare_model.train()
         return metrics
 
+    @property
+    def checkpoint_dir(self):
+        return os.path.join(self.cfg.ckpt_dir, self.cfg.name)
+
     def save(self, step):
-        """Write the checkpoint of ``step`` (rank 0; once per step)."""
-        if self.cfg.is_main and step != self.saved_step:
-            saverloader.save(os.path.join(self.cfg.ckpt_dir, self.cfg.name), self.optimizer, self.bare_model,
-                             step, scheduler=self.scheduler, keep_latest=self.cfg.keep_latest)
+        """Write the checkpoint of ``step`` (rank 0; once per step); returns whether it wrote one."""
+        wrote = self.cfg.is_main and step != self.saved_step
+        if wrote:
+            saverloader.save(self.checkpoint_dir, self.optimizer, self.bare_model, step, scheduler=self.scheduler,
+                             keep_latest=self.cfg.keep_latest)
         self.saved_step = step
+        return wrote
 
 
-def train_steps(cfg, trainer, logger):
+def train_steps(cfg, trainer, logger, on_save=None):
     """The steps after the restored one up to --max_iters, saving and validating."""
     for step in range(trainer.start_step + 1, cfg.max_iters + 1):
         step_start = time.time()
@@ -148,21 +154,23 @@ def train_steps(cfg, trainer, logger):
             sw.summ_scalar('_/current_lr', trainer.optimizer.param_groups[0]['lr'])
         loss, metrics, read_time = trainer.train_step(step, sw)
         logger.update('t', metrics, sw)
-        if step % cfg.save_freq == 0:
-            trainer.save(step)
+        saved = step % cfg.save_freq == 0 and trainer.save(step)
         if cfg.is_main and cfg.val_freq and step % cfg.val_freq == 0:
             sw_v = logger.summ_writer('v', step)
             logger.update('v', trainer.validate(step, sw_v), sw_v)
         logger.step_line(step, read_time, time.time() - step_start, loss.item())
+        if saved and on_save is not None:
+            on_save(step, trainer.checkpoint_dir)
 
 
-def run(cfg, samples):
-    """Train (see the module docstring): build, loop, save at the end or on an interrupt."""
+def run(cfg, samples, on_save=None):
+    """Train (see the module docstring): build, loop, save at the end or on an interrupt;
+    ``on_save(step, folder)`` after each checkpoint written (not the interrupt's)."""
     trainer = Trainer(cfg, samples)
     logger = Logger(cfg)
     trainer.model.train()
     try:
-        train_steps(cfg, trainer, logger)
+        train_steps(cfg, trainer, logger, on_save)
     except KeyboardInterrupt:
         if trainer.done_step != trainer.saved_step:
             logger.print(f'interrupted after step {trainer.done_step}; saving a checkpoint first')
@@ -170,7 +178,8 @@ def run(cfg, samples):
         raise
     finally:
         logger.close()
-    trainer.save(trainer.done_step)
+    if trainer.save(trainer.done_step) and on_save is not None:
+        on_save(trainer.done_step, trainer.checkpoint_dir)
     if cfg.world > 1:  # every rank must end with the same weights
         checksum = sum(p.detach().double().sum().item() for p in trainer.bare_model.parameters())
         print(f'rank {cfg.rank}: weights checksum {checksum:.10f}', flush=True)
