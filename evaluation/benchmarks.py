@@ -7,7 +7,8 @@ Each builds its dataset and scoring function and runs the shared loop
   (frame-0 queries; paper and TAP-Vid metrics of the same tracks) or the TAP-Vid
   protocols (256x256 frames, queries at the first visible frame or every 5th frame);
 - ``evaluate_cro``: CroHD head tracking, 1000-frame clips;
-- ``evaluate_pod``: PointOdyssey test sequences.
+- ``evaluate_pod``: PointOdyssey test sequences (or, with ``zero_motion``, the baseline
+  that leaves every point at its frame-0 position).
 
 Tracking follows ``options`` (``tracking.BENCHMARK`` defines the published numbers).
 """
@@ -30,6 +31,7 @@ from evaluation.scoring import (
     SkipVideo,
     score_disk_sample,
     score_frame0,
+    score_zero_motion,
 )
 from tracking.run import track_points
 from utils.distributed import Ranks
@@ -56,13 +58,14 @@ class RunSettings:
     stride: int = 8  # the model's stride (must be 8)
 
 
-def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAPER_METRICS, line=PAPER_LINE):
+def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAPER_METRICS, line=PAPER_LINE,
+             with_model=True):
     """Score ``dataset`` with ``score`` on this process's share of the videos; returns the
-    means on rank 0 (None elsewhere)."""
+    means on rank 0 (None elsewhere). Without ``with_model`` no model is loaded (None)."""
     ranks = Ranks.start(run.device)
     try:
         name, model = start_benchmark(ranks, B=run.B, S=options.S, iters=options.iters, exp_name=exp_name,
-                                      init_dir=run.init_dir, stride=run.stride)
+                                      init_dir=run.init_dir, stride=run.stride, with_model=with_model)
         config = dict(config, S=options.S, iters=options.iters, image_size=options.image_size,
                       precision=options.precision, init_dir=str(run.init_dir))
         return run_benchmark(samples=dataset, score=score, model=model, run_name=name, config=config, ranks=ranks,
@@ -129,13 +132,20 @@ def evaluate_tap(*, dataset_location, dataset_name='davis', query_mode='first', 
                     line=PAPER_LINE if first else TAPVID_LINE)
 
 
-def evaluate_pod(*, dataset_location, dset='test', N=256, options, run):
-    """PointOdyssey: N tracks per sequence that pass the original's filter, from frame 0."""
-    score = partial(score_disk_sample, frames_of=PointOdysseyDataset.frames, options=options,
-                    skip_reason='no track passes the filter (visible at frame 0 and in 8 frames)')
+def evaluate_pod(*, dataset_location, dset='test', N=256, options, run, zero_motion=False):
+    """PointOdyssey: N tracks per sequence that pass the original's filter, from frame 0;
+    with ``zero_motion``, the same tracks left at their frame-0 positions (no model)."""
+    skip_reason = 'no track passes the filter (visible at frame 0 and in 8 frames)'
+    if zero_motion:
+        score = partial(score_zero_motion, options=options, skip_reason=skip_reason)
+    else:
+        score = partial(score_disk_sample, frames_of=PointOdysseyDataset.frames, options=options,
+                        skip_reason=skip_reason)
     config = dict(benchmark='pod', dataset_location=str(dataset_location), dset=dset, N=N)
+    if zero_motion:  # a baseline's results file never resumes a model's
+        config['zero_motion'] = True
     return evaluate(dataset=PointOdysseyDataset(dataset_location, dset=dset, N=N), score=score, config=config,
-                    options=options, run=run, exp_name='pod01')
+                    options=options, run=run, exp_name='pod01', with_model=not zero_motion)
 
 
 def evaluate_cro(*, dataset_location, clip_len=1000, min_clip_len=128, options, run):
