@@ -11,10 +11,11 @@ datasets/export.py).
 
 import os
 
-from datasets.export import export_clips, sweep_leftovers
+from datasets.export import check_arguments, export_clips, prepare_export_dir
 from datasets.pointodysseydataset import PointOdysseyClips
 from utils import cli
 from utils.errors import SettingsError
+from utils.files import check_writable
 from utils.runs import run_name
 
 
@@ -26,15 +27,16 @@ def main(dset='train', S=36, N=128, crop_size=(384, 512), use_augs=True, log_dir
     --exp_name (naming), --stale_lock_s (how old another machine's claim must be before it
     counts as dead), --seed (clip order and augmentations; default: fresh per process),
     --quick (first sequence only). --max_iters=0 exports every clip; --log_freq=0 turns
-    the tensorboard visuals off."""
-    crop_size = tuple(int(c) for c in crop_size)
-    if crop_size[0] % 64 or crop_size[1] % 64:
-        raise SettingsError(f'crop_size {crop_size} must be multiples of 64')
+    the tensorboard visuals off. A clip that fails (an unreadable file) is reported and
+    the export goes on; the exit status is then 1, and the same command retries it."""
+    crop_size = check_arguments(S=S, N=N, crop_size=crop_size, max_iters=max_iters, log_freq=log_freq,
+                                stale_lock_s=stale_lock_s, seed=seed, use_augs=use_augs, quick=quick)
     name = run_name(f'{S}{"_A" if use_augs else ""}', exp_name, mod)
     print('model_name', name)
     export_dir = os.path.join(out_dir, '%s_%d_%d_%dx%d' % (mod, S, N, *crop_size))
-    os.makedirs(export_dir, exist_ok=True)
-    sweep_leftovers(export_dir, stale_lock_s)
+    prepare_export_dir(export_dir, stale_lock_s)
+    if log_freq:
+        check_writable(log_dir, '--log_dir')
     dataset = PointOdysseyClips(dataset_location, dset=dset, use_augs=use_augs, S=S, N=N, crop_size=crop_size,
                                   quick=quick, seed=seed)
     if len(dataset) == 0:
@@ -44,12 +46,12 @@ def main(dset='train', S=36, N=128, crop_size=(384, 512), use_augs=True, log_dir
         from tensorboardX import SummaryWriter
         writer = SummaryWriter(os.path.join(log_dir, name, 't'), max_queue=10, flush_secs=60)
     print('exporting to', export_dir)
-    counts = export_clips(dataset, export_dir, max_iters=max_iters, seed=seed, stale_seconds=stale_lock_s,
-                          name=name, writer=writer, log_freq=log_freq)
-    if writer is not None:
-        writer.close()
-    print('\ndone: {written} written, {skipped} skipped, {failed} failed, {elsewhere} already there or taken '
-          'by another process; in {dir}'.format(dir=export_dir, **counts))
+    try:
+        export_clips(dataset, export_dir, max_iters=max_iters, seed=seed, stale_seconds=stale_lock_s, name=name,
+                     writer=writer, log_freq=log_freq)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 if __name__ == '__main__':

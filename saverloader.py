@@ -37,21 +37,40 @@ def list_checkpoints(ckpt_dir, model_name='model'):
     return found
 
 
+def os_error_behind(exc):
+    """The OSError that ``exc`` is, or that it was raised while handling (torch.save ends a
+    failed write with a RuntimeError of its zip writer), or None."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__context__
+    return exc
+
+
 def save(ckpt_dir, optimizer, model, global_step, scheduler=None, keep_latest=5, model_name='model'):
     """Write ``<ckpt_dir>/<model_name>-<step:09d>.pth`` and keep the newest ``keep_latest``.
 
-    The file is written under a temporary name and renamed into place, so an interrupted
-    save never leaves a truncated newest checkpoint. Returns the path written.
+    The file is written under a temporary name, synced and renamed into place, so an
+    interrupted or failed save (a full disk) never leaves a truncated checkpoint, nor its
+    temporary; a failed save raises CheckpointError naming the file and keeps the older
+    checkpoints. Returns the path written.
     """
-    os.makedirs(ckpt_dir, exist_ok=True)
     ckpt = {'model_state_dict': _unwrap(model).state_dict()}
     if optimizer is not None:
         ckpt['optimizer_state_dict'] = optimizer.state_dict()
     if scheduler is not None:
         ckpt['scheduler_state_dict'] = scheduler.state_dict()
     path = os.path.join(ckpt_dir, '%s-%09d.pth' % (model_name, global_step))
-    with atomic_path(path) as tmp_path:
-        torch.save(ckpt, tmp_path)
+    try:
+        os.makedirs(ckpt_dir, exist_ok=True)
+        with atomic_path(path) as tmp_path, open(tmp_path, 'wb') as f:
+            torch.save(ckpt, f)  # through a Python file, so a failed write is an OSError with its reason
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as exc:
+        failed_write = os_error_behind(exc)
+        if failed_write is None:
+            raise
+        raise CheckpointError(f'{path}: cannot write the checkpoint ({failed_write.strerror or failed_write}); '
+                              'nothing was written and the older checkpoints are kept') from exc
     steps = sorted(list_checkpoints(ckpt_dir, model_name), reverse=True)
     for old_step in steps[max(keep_latest, 1):]:
         os.remove(os.path.join(ckpt_dir, '%s-%09d.pth' % (model_name, old_step)))

@@ -33,6 +33,7 @@ import nets.pips2  # noqa: E402
 from nets.pips2 import Pips, reference_delta_block  # noqa: E402
 from nets.precision import LOW_PRECISION_DTYPES, inference_precision  # noqa: E402
 from utils import cli  # noqa: E402
+from utils.distributed import default_device  # noqa: E402
 
 DEFAULTS = {'cuda': dict(configs='512x896:24:2048', iters=16, train='4:36:128:256x384:6', gemm_size=8192),
             'cpu': dict(configs='256x384:8:256,256x384:24:1024', iters=1, train='1:8:64:128x192:2',
@@ -194,7 +195,7 @@ def format_row(config, precision, impl, inf, train):
 
 def main(configs=None, precisions='fp32,bf16', impls='gemm,conv1d', iters=None, device=None, repeats=2,
          threads=None, train=None, gemm_size=None, single=None, precision='fp32'):
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    device = default_device(device)
     defaults = DEFAULTS['cuda' if device.startswith('cuda') else 'cpu']
     iters = iters or defaults['iters']
     gemm_size = gemm_size or defaults['gemm_size']

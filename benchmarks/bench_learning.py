@@ -109,7 +109,7 @@ class HeldOut:
         """The means of one evaluation (its per-video results in <out_dir>/evals/<name>.json)."""
         start = time.time()
         run = RunSettings(init_dir=init_dir, device=self.device, log_dir=os.path.join(self.out_dir, 'logs'),
-                          out_json=os.path.join(self.out_dir, 'evals', f'{name}.json'))
+                          out_json=os.path.join(self.out_dir, 'evals', f'{name}.json'), overwrite=True)
         means = evaluate_pod(dataset_location=self.data_dir, dset='test', N=self.N, options=self.options, run=run,
                              zero_motion=zero_motion)
         self.clock.eval_seconds += time.time() - start

@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from utils import cli  # noqa: E402
+from utils.distributed import default_device  # noqa: E402
 
 DEFAULT_CONFIGS = '256x384:8:256,256x384:24:1024,512x896:8:256,512x896:24:2048,512x896:48:4096'
 
@@ -78,7 +79,7 @@ def run_child(config, impl, iters, device, repeats):
 
 def main(configs=DEFAULT_CONFIGS, iters=1, device=None, repeats=1, max_full_gb=12.0, single=None,
          impl='windowed'):
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    device = default_device(device)
     if single:
         return measure_once(single, impl, iters, device, repeats)
     if isinstance(configs, (tuple, list)):

@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from utils import cli  # noqa: E402
+from utils.distributed import default_device  # noqa: E402
 
 
 def textured_frames(T, H, W, seed=0):
@@ -139,7 +140,7 @@ def in_subprocess(case, device, **kwargs):
 def main(cases='queries,memory,dense,online', device=None, lengths=(200, 1200), dense_points=(1000, 4000, 16000),
          size=(128, 160), S=8, iters=4, child=False, **kwargs):
     """Print the figures of each case (see the module docstring)."""
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    device = default_device(device)
     cases = cases.split(',') if isinstance(cases, str) else list(cases)
     if child:
         return measure(cases[0], device, S=S, iters=iters, **kwargs)

@@ -7,8 +7,10 @@ in either form: v1.2 (``trajs_2d`` T,M,2 pixels, ``visibs`` T,M, ``valids`` T,M)
 value < 2, visible = value == 1).
 """
 
+import contextlib
 import os
 import zipfile
+import zlib
 
 import cv2
 import numpy as np
@@ -19,6 +21,22 @@ from utils.errors import PipsError
 
 class DatasetError(PipsError, ValueError):
     """A dataset file is missing, unreadable or not in the expected form."""
+
+
+NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)  # missing, truncated, corrupt
+
+
+@contextlib.contextmanager
+def reading_npz(path, what='this file'):
+    """``np.load(path)`` (no pickles) in a block where any error of reading the file, now or
+    as its arrays are read, is DatasetError naming the file: '<path>: cannot read <what> (...)'."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            yield data
+    except DatasetError:
+        raise
+    except NPZ_ERRORS as exc:
+        raise DatasetError(f'{path}: cannot read {what} ({exc})') from exc
 
 
 def read_rgb(path):
@@ -95,16 +113,11 @@ def read_visibility(anno, path):
 def read_annotations(path, frame_idx=slice(None)):
     """(trajs S,M,2 float32 pixels, visibs S,M bool, valids S,M bool) at ``frame_idx``, as
     the original reads them: a non-finite point becomes (0, 0), invisible and invalid."""
-    try:
-        with np.load(path, allow_pickle=False) as anno:
-            if 'trajs_2d' not in anno.files:
-                raise DatasetError(f'{path}: no trajs_2d (keys: {sorted(anno.files)})')
-            trajs = anno['trajs_2d'].astype(np.float32)
-            visibs, valids = read_visibility(anno, path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f'{path}: cannot read the annotations ({exc})') from exc
+    with reading_npz(path, 'the annotations') as anno:
+        if 'trajs_2d' not in anno.files:
+            raise DatasetError(f'{path}: no trajs_2d (keys: {sorted(anno.files)})')
+        trajs = anno['trajs_2d'].astype(np.float32)
+        visibs, valids = read_visibility(anno, path)
     if trajs.ndim != 3 or trajs.shape[2] != 2 or visibs.shape != trajs.shape[:2] or valids.shape != visibs.shape:
         raise DatasetError(f'{path}: trajs_2d {trajs.shape}, visibility {visibs.shape} and validity '
                            f'{valids.shape} are not T,M,2 / T,M / T,M')

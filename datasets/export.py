@@ -9,6 +9,12 @@ Any number of processes, on one machine or on several sharing the folder, may ex
 once: a step is claimed with a lock file (``utils.claims``), written into a temporary
 folder and renamed into place in one step, so a clip is never half-written or written
 twice, and the leftovers of killed processes are swept by the next run.
+
+One bad file does not stop an export: a clip whose frames, masks or annotations cannot be
+read, or that cannot be written (a full disk), is reported on its step line with the file
+and the problem, counted, and left for the next run to retry; the others go on. The run
+then ends with ``ExportIncomplete`` (exit status 1) after its summary, so a script or a
+scheduler sees that the set is not complete.
 """
 
 import os
@@ -19,8 +25,10 @@ import cv2
 import numpy as np
 
 from datasets.pointodysseydataset import ClipRefused
+from utils.checks import check_count, check_flag, check_positive, check_size
 from utils.claims import claim, release, sweep_stale_locks
-from utils.files import remove, sweep_temporaries, temporary_name
+from utils.errors import PipsError
+from utils.files import check_writable, remove, sweep_temporaries, temporary_name
 from utils.video import write_mp4
 
 JPEG_QUALITY = 75
@@ -28,8 +36,31 @@ FPS = 24
 CRF = 20
 
 
-def sweep_leftovers(export_dir, stale_seconds):
-    """Remove the locks, temporary folders and broken-lock files of processes that died."""
+CROP_MULTIPLE = 64  # the original's rule for export crops
+
+
+class ExportIncomplete(PipsError):
+    """Some clips failed (each was reported with its reason); a rerun retries them."""
+
+
+def check_arguments(*, S, N, crop_size, max_iters, log_freq, stale_lock_s, seed, use_augs, quick):
+    """Raise SettingsError naming the first value that cannot work; returns crop_size as (H, W)."""
+    check_count('--S', S, minimum=2)
+    check_count('--N', N, minimum=1)
+    check_count('--max_iters', max_iters, minimum=0)
+    check_count('--log_freq', log_freq, minimum=0)
+    check_positive('--stale_lock_s', stale_lock_s)
+    check_flag('--use_augs', use_augs)
+    check_flag('--quick', quick)
+    if seed is not None:
+        check_count('--seed', seed, minimum=0)
+    return check_size('--crop_size', crop_size, minimum=CROP_MULTIPLE, multiple=CROP_MULTIPLE)
+
+
+def prepare_export_dir(export_dir, stale_seconds):
+    """Create the export folder, check that it takes files, and remove the locks, temporary
+    folders and broken-lock files of processes that died."""
+    check_writable(export_dir, '--out_dir')
     sweep_stale_locks(export_dir, stale_seconds)
     sweep_temporaries(export_dir, stale_seconds)
 
@@ -81,9 +112,11 @@ def export_step(dataset, export_dir, step, stale_seconds):
     clip_dir = os.path.join(export_dir, f'{step:06d}')
     skip_path = os.path.join(export_dir, f'.{step:06d}.skipped')
     lock_path = os.path.join(export_dir, f'.{step:06d}.lock')
-    if os.path.exists(clip_dir) or os.path.exists(skip_path) or not claim(lock_path, stale_seconds):
+    if os.path.exists(clip_dir) or os.path.exists(skip_path):
         return 'elsewhere', None
-    try:
+    try:  # the claim inside: a stop signal raised as the claim ends still releases it
+        if not claim(lock_path, stale_seconds):
+            return 'elsewhere', None
         if os.path.exists(clip_dir) or os.path.exists(skip_path):  # finished just before our claim
             return 'elsewhere', None
         try:
@@ -91,6 +124,8 @@ def export_step(dataset, export_dir, step, stale_seconds):
         except ClipRefused as refusal:
             record_skip(export_dir, step, str(refusal))
             return f'skipped: {refusal}', None
+        except (PipsError, OSError) as exc:  # an unreadable frame, mask or annotation file; a rerun retries
+            return f'failed: {exc}', None
         valid, total = int(sample['valids'].sum()), dataset.S * dataset.N
         if valid < total / 2:
             reason = f'{valid} of {total} track entries valid, need half'
@@ -119,23 +154,49 @@ def log_clip(writer, step, log_freq, sample):
 def export_clips(dataset, export_dir, *, max_iters=0, seed=None, stale_seconds=600, name='', writer=None,
                  log_freq=0):
     """Export the first ``max_iters`` steps of ``dataset`` (0: all) in a random order (``seed``),
-    printing a step line per clip; returns the counts of 'written', 'skipped', 'failed' and
-    'elsewhere' (done or taken by another process)."""
+    printing a step line per clip and a summary; returns the counts of 'written', 'skipped',
+    'failed' and 'elsewhere' (done or taken by another process). Raises ExportIncomplete
+    after the summary if any clip failed; on Ctrl-C or SIGTERM, KeyboardInterrupt saying how
+    to finish."""
     max_iters = max_iters or len(dataset)
     order = np.random.default_rng(seed).permutation(max_iters)
     counts = {'written': 0, 'skipped': 0, 'failed': 0, 'elsewhere': 0}
-    for global_step, this_step in enumerate(order, start=1):
-        start = time.time()
-        status, sample = export_step(dataset, export_dir, int(this_step), stale_seconds)
-        counts[status.split(':')[0]] += 1
-        if status == 'elsewhere':
-            print(':', end='', flush=True)
-            continue
-        line = '%s; step %06d/%d; this_step %06d' % (name, global_step, max_iters, this_step)
-        if status == 'written':
-            print('%s; itime %.2f' % (line, time.time() - start), flush=True)
-            if writer is not None:
-                log_clip(writer, int(this_step), log_freq, sample)
-        else:
-            print(f'{line}; {status}', flush=True)
+    try:
+        for global_step, this_step in enumerate(order, start=1):
+            export_one(dataset, export_dir, int(this_step), counts, stale_seconds=stale_seconds,
+                       line='%s; step %06d/%d; this_step %06d' % (name, global_step, max_iters, this_step),
+                       writer=writer, log_freq=log_freq)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f'{counts["written"]} clips written by this run, none half-written; run the same '
+                                'command again to finish the set') from None
+    print('\ndone: {written} written, {skipped} skipped, {failed} failed, {elsewhere} already there or taken '
+          'by another process; in {dir}'.format(dir=export_dir, **counts))
+    check_complete(counts['failed'], max_iters, getattr(dataset, 'unreadable', []))
     return counts
+
+
+def check_complete(failed, total, unreadable):
+    """ExportIncomplete if clips failed or sequences were left out for an unreadable file."""
+    problems = []
+    if failed:
+        problems.append(f'{failed} of {total} clips failed (the "failed:" lines above name the file and the problem)')
+    if unreadable:
+        problems.append(f'{len(unreadable)} sequence(s) were left out for an unreadable file ({unreadable[0]}'
+                        + (', ...)' if len(unreadable) > 1 else ')'))
+    if problems:
+        raise ExportIncomplete('; '.join(problems) + '; fix them and run the same command again to export the rest')
+
+
+def export_one(dataset, export_dir, step, counts, *, stale_seconds, line, writer, log_freq):
+    """Export one step, count it and print its line."""
+    start = time.time()
+    status, sample = export_step(dataset, export_dir, step, stale_seconds)
+    counts[status.split(':')[0]] += 1
+    if status == 'elsewhere':
+        print(':', end='', flush=True)
+    elif status == 'written':
+        print('%s; itime %.2f' % (line, time.time() - start), flush=True)
+        if writer is not None:
+            log_clip(writer, step, log_freq, sample)
+    else:
+        print(f'{line}; {status}', flush=True)

@@ -9,23 +9,23 @@ here. With ``use_augs`` the photometric recipe is applied once more, to the fram
 order as the original (which decoded them with OpenCV) did.
 
 A corrupt or truncated clip is reported once (on stderr, by path) and another clip is
-returned in its place; a clip is never silently replaced by zeros.
+returned in its place, however few readable clips remain; a clip is never silently
+replaced by zeros.
 """
 
 import glob
 import itertools
 import os
 import sys
-import zipfile
 
 import numpy as np
 import torch
 
 from datasets.augment import augment_video_bgr, color_augmenter, sample_rng
-from datasets.common import DatasetError
+from datasets.common import DatasetError, reading_npz
 from utils.video import VideoError, iter_video_frames, video_info
 
-CLIP_ERRORS = (VideoError, DatasetError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+CLIP_ERRORS = (VideoError, DatasetError, OSError, ValueError)
 
 
 class ExportDataset(torch.utils.data.Dataset):
@@ -54,13 +54,12 @@ class ExportDataset(torch.utils.data.Dataset):
         for clip in self.clips:
             try:
                 frames, H, W, _ = video_info(os.path.join(clip, 'rgb.mp4'))
-                with np.load(os.path.join(clip, 'track.npz')) as data:
-                    S_track, M, _ = data['track_g'].shape
+                S_track, M, _ = read_track(clip).shape
                 break
             except CLIP_ERRORS as exc:
                 self.report(clip, exc)
         else:
-            raise DatasetError(f'{os.path.dirname(self.clips[0])}: no readable clip found')
+            raise self.none_readable()
         ch, cw = self.crop_size
         if (H, W) != (ch, cw):
             raise DatasetError(f'{clip}: clips are {H}x{W} but crop_size is {ch}x{cw}; train at the exported size '
@@ -83,8 +82,10 @@ class ExportDataset(torch.utils.data.Dataset):
         return len(self.clips)
 
     def __getitem__(self, index):
+        """Clip ``index``, or while it is unreadable a clip drawn at random among those not
+        yet found unreadable (however many are), so that DatasetError comes only when none is left."""
         rng = sample_rng(None, index, self.color_augmenter)
-        for _ in range(len(self.clips)):
+        while len(self.reported) < len(self.clips):
             clip = self.clips[index]
             if clip not in self.reported:
                 try:
@@ -92,14 +93,17 @@ class ExportDataset(torch.utils.data.Dataset):
                 except CLIP_ERRORS as exc:
                     self.report(clip, exc)
             index = int(rng.integers(len(self.clips)))
-        raise DatasetError(f'{os.path.dirname(self.clips[0])}: no readable clip found')
+        raise self.none_readable()
+
+    def none_readable(self):
+        return DatasetError(f'{os.path.dirname(self.clips[0])}: none of the {len(self.clips)} clips is readable '
+                            '(each was reported above)')
 
     def load(self, clip, rng):
         """One sample from a clip folder; raises one of CLIP_ERRORS if it is unreadable or
         not of the first clip's form."""
         rgbs = read_frames(os.path.join(clip, 'rgb.mp4'), self.S)  # S,H,W,3
-        with np.load(os.path.join(clip, 'track.npz')) as data:
-            track_g = data['track_g'][:self.S].astype(np.float32)  # S,M,4
+        track_g = read_track(clip)[:self.S].astype(np.float32)  # S,M,4
         if rgbs.shape[1:3] != self.crop_size:
             raise ValueError(f'frames of {rgbs.shape[2]}x{rgbs.shape[1]}, not crop_size {self.crop_size}')
         if len(track_g) < self.S or track_g.shape[1] < self.N or track_g.shape[2] != 4:
@@ -110,6 +114,16 @@ class ExportDataset(torch.utils.data.Dataset):
             rgbs = augment_video_bgr(self.color_augmenter, rgbs)
         return {'rgbs': torch.from_numpy(np.ascontiguousarray(rgbs)).permute(0, 3, 1, 2),
                 'track_g': torch.from_numpy(track_g)}
+
+
+def read_track(clip):
+    """The clip's ``track_g`` (S,M,4); DatasetError naming the file if it cannot be read."""
+    path = os.path.join(clip, 'track.npz')
+    with reading_npz(path) as data:
+        track_g = data['track_g'] if 'track_g' in data.files else None
+    if track_g is None or track_g.ndim != 3:
+        raise DatasetError(f'{path}: holds no S,M,4 track_g')
+    return track_g
 
 
 def read_frames(path, count):

@@ -38,7 +38,14 @@ import torch
 from PIL import Image
 
 from datasets import augment
-from datasets.common import DatasetError, FrameSequence, annotation_path, read_annotations, read_visibility
+from datasets.common import (
+    DatasetError,
+    FrameSequence,
+    annotation_path,
+    read_annotations,
+    read_visibility,
+    reading_npz,
+)
 
 OUT_OF_FRAME = 64  # px beyond which a track is invalid (and to which it is clamped)
 MAX_MOTION = (0.4, 0.3, 0.1)  # velocity, acceleration, jerk, over the larger image side
@@ -127,23 +134,21 @@ def farthest_point_sample(features, k, rng):
 
 def count_frames_and_tracks(path):
     """(annotated frames, tracks visible and valid in at least one frame), read cheaply."""
-    with np.load(path, allow_pickle=False) as anno:
+    with reading_npz(path, 'the annotations') as anno:
         visibs, valids = read_visibility(anno, path)
     return len(visibs), int((visibs & valids).any(axis=0).sum())
 
 
 def check_sequence(seq_dir):
-    """(problem or None, (seq_dir, annotation path, frame count))."""
+    """(problem or None, (seq_dir, annotation path, frame count)); DatasetError naming the
+    file if the annotations cannot be read."""
     T = len(glob.glob(os.path.join(seq_dir, 'rgbs', 'rgb_*.jpg')))
     anno = annotation_path(seq_dir)
     if T == 0:
         return 'no rgbs/rgb_*.jpg frames', None
     if anno is None:
         return 'no anno.npz or annotations.npz', None
-    try:
-        T_anno, usable = count_frames_and_tracks(anno)
-    except (OSError, ValueError, KeyError, DatasetError) as exc:
-        return f'cannot read {anno} ({exc})', None
+    T_anno, usable = count_frames_and_tracks(anno)
     if T_anno != T:
         return f'{T} frames but annotations for {T_anno}', None
     if usable == 0:
@@ -178,15 +183,21 @@ class PointOdysseyClips(torch.utils.data.Dataset):
         print('collected %d clips of length %d in %s (dset=%s)' % (len(self.clips), S, dataset_location, dset))
 
     def find_sequences(self, dataset_location, dset, quick):
-        """[(seq_dir, annotation path, frame count)] of the usable sequences (others printed)."""
+        """[(seq_dir, annotation path, frame count)] of the usable sequences (others printed;
+        those with an unreadable file also listed in ``self.unreadable``)."""
         root = os.path.join(dataset_location, dset)
         seq_dirs = sorted(d for d in glob.glob(os.path.join(root, '*')) if os.path.isdir(d))
         if not seq_dirs:
             raise DatasetError(f'{root}: no sequence folders here')
         print('found %d unique videos in %s (dset=%s)' % (len(seq_dirs), dataset_location, dset))
         sequences = []
+        self.unreadable = []  # the problems of sequences left out because a file cannot be read
         for seq_dir in seq_dirs[:1] if quick else seq_dirs:
-            problem, entry = check_sequence(seq_dir)
+            try:
+                problem, entry = check_sequence(seq_dir)
+            except DatasetError as exc:
+                problem, entry = str(exc), None
+                self.unreadable.append(problem)
             if problem:
                 print(f'skipping {seq_dir}: {problem}')
             else:

@@ -34,7 +34,6 @@ import functools
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -43,8 +42,9 @@ import numpy as np
 import skimage.data
 
 from datasets.common import DatasetError
+from utils.checks import check_count, check_flag
 from utils.errors import SettingsError
-from utils.files import TMP_MARK, atomic_path, sweep_temporaries, temporary_name, writer_is_dead
+from utils.files import TMP_MARK, atomic_path, check_writable, sweep_temporaries, temporary_name, writer_is_dead
 
 # Difficulty knobs. Speeds and sizes in px are for frames whose shorter side is
 # REFERENCE_SIDE and scale with it.
@@ -107,42 +107,28 @@ def sequence_name(index):
 # Arguments and the output folder
 
 
-def is_integer(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_integer(name, value, low, high):
-    if not is_integer(value) or not low <= value <= high:
-        raise SettingsError(f'{name} must be an integer from {low} to {high}, got {value!r}')
-
-
 def check_settings(out_dir, dset, n_seqs, seed, T, H, W, N, motion_blur):
     """Raise SettingsError naming the first bad argument."""
     if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
-        raise SettingsError(f'out_dir must be a folder path, got {out_dir!r}')
+        raise SettingsError(f'out_dir must be a folder path; got {out_dir!r}')
     if not isinstance(dset, str) or not SET_NAME.fullmatch(dset):
-        raise SettingsError(f'dset must be a plain folder name (letters, digits, _ . -), got {dset!r}')
-    check_integer('n_seqs', n_seqs, 1, MAX_SEQUENCES)
-    check_integer('seed', seed, 0, 2 ** 63 - 1)
-    check_integer('T', T, 2, MAX_FRAMES)
-    check_integer('H', H, MIN_SIDE, MAX_SIDE)
-    check_integer('W', W, MIN_SIDE, MAX_SIDE)
-    check_integer('N', N, 1, MAX_TRACK_ENTRIES)
+        raise SettingsError(f'dset must be a plain folder name (letters, digits, _ . -); got {dset!r}')
+    check_count('n_seqs', n_seqs, 1, MAX_SEQUENCES)
+    check_count('seed', seed, 0, 2 ** 63 - 1)
+    check_count('T', T, 2, MAX_FRAMES)
+    check_count('H', H, MIN_SIDE, MAX_SIDE)
+    check_count('W', W, MIN_SIDE, MAX_SIDE)
+    check_count('N', N, 1, MAX_TRACK_ENTRIES)
     if T * N > MAX_TRACK_ENTRIES:
-        raise SettingsError(f'T * N must be at most {MAX_TRACK_ENTRIES}, got {T} * {N}')
-    if not isinstance(motion_blur, (bool, np.bool_)):
-        raise SettingsError(f'motion_blur must be True or False, got {motion_blur!r}')
+        raise SettingsError(f'T * N must be at most {MAX_TRACK_ENTRIES}; got {T} * {N}')
+    check_flag('motion_blur', motion_blur)
 
 
 def prepare_split(out_dir, dset):
     """Create ``<out_dir>/<dset>``, check it takes files and sweep leftovers; returns its
-    path. DatasetError if it cannot be written."""
+    path. SettingsError if it cannot be written."""
     split_dir = os.path.join(str(out_dir), dset)
-    try:
-        os.makedirs(split_dir, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(prefix='.probe-', dir=split_dir))
-    except OSError as exc:
-        raise DatasetError(f'{split_dir}: cannot write here ({exc.strerror or exc})') from exc
+    check_writable(split_dir, '--out_dir')
     sweep_temporaries(split_dir)
     return split_dir
 

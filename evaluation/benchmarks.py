@@ -10,7 +10,10 @@ Each builds its dataset and scoring function and runs the shared loop
 - ``evaluate_pod``: PointOdyssey test sequences (or, with ``zero_motion``, the baseline
   that leaves every point at its frame-0 position).
 
-Tracking follows ``options`` (``tracking.BENCHMARK`` defines the published numbers).
+Tracking follows ``options`` (``tracking.BENCHMARK`` defines the published numbers). Before
+any work each checks its settings (``RunSettings``, ``TrackOptions``) and the output
+locations (``evaluation.loop.check_outputs``), then reads the dataset, which must hold a
+video, then loads the model.
 """
 
 from dataclasses import dataclass
@@ -18,10 +21,11 @@ from functools import partial
 
 import numpy as np
 
+from datasets.common import DatasetError
 from datasets.crohddataset import CrohdDataset
 from datasets.pointodysseydataset_fullseq import PointOdysseyDataset
-from datasets.tapviddataset_fullseq import TapVidDavis, tapvid_protocol
-from evaluation.loop import run_benchmark, start_benchmark
+from datasets.tapviddataset_fullseq import PICKLES, TapVidDavis, tapvid_protocol
+from evaluation.loop import check_outputs, run_benchmark, start_benchmark
 from evaluation.plots import track_curves
 from evaluation.scoring import (
     PAPER_LINE,
@@ -29,12 +33,14 @@ from evaluation.scoring import (
     TAPVID_LINE,
     TAPVID_METRICS,
     SkipVideo,
+    require_frames,
     score_disk_sample,
     score_frame0,
     score_zero_motion,
 )
 from tracking.run import track_points
-from utils.distributed import Ranks
+from utils.checks import check_choice, check_count, check_flag
+from utils.distributed import Ranks, default_device
 from utils.errors import SettingsError
 from utils.metrics import compute_tapvid_metrics
 
@@ -54,21 +60,40 @@ class RunSettings:
     out_json: str | None = None  # the means and per-video metrics
     results: str | None = None  # the per-video results file (default: beside out_json)
     resume: bool = False  # skip the videos already in the results file
+    overwrite: bool = False  # replace an earlier run's results file and out_json (without: refused)
     B: int = 1  # videos at a time (must be 1)
-    stride: int = 8  # the model's stride (must be 8)
+    stride: int = 8  # the model's stride
+
+    def __post_init__(self):
+        if self.B != 1:
+            raise SettingsError(f'--B must be 1 (videos are tracked one at a time); got {self.B!r}')
+        check_count('--stride', self.stride, minimum=1)
+        check_count('--log_freq', self.log_freq, minimum=1)
+        check_count('--n_pool', self.n_pool, minimum=1)
+        check_count('--max_iters', self.max_iters, minimum=0)
+        default_device(self.device)  # a device that is not there is refused now, not after the dataset is read
+        if check_flag('--resume', self.resume) and check_flag('--overwrite', self.overwrite):
+            raise SettingsError('--resume=True goes on from the earlier results and --overwrite=True replaces them: '
+                                'choose one')
 
 
 def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAPER_METRICS, line=PAPER_LINE,
              with_model=True):
-    """Score ``dataset`` with ``score`` on this process's share of the videos; returns the
-    means on rank 0 (None elsewhere). Without ``with_model`` no model is loaded (None)."""
+    """Check the outputs, make the dataset (``dataset()``), and score it with ``score`` on this
+    process's share of the videos; returns the means on rank 0 (None elsewhere). Without
+    ``with_model`` no model is loaded (None)."""
+    check_outputs(log_dir=run.log_dir, out_json=run.out_json, results=run.results, resume=run.resume,
+                  overwrite=run.overwrite)
+    samples = dataset()
+    if not len(samples):
+        raise DatasetError(f'{config["dataset_location"]}: no videos to evaluate here')
     ranks = Ranks.start(run.device)
     try:
         name, model = start_benchmark(ranks, B=run.B, S=options.S, iters=options.iters, exp_name=exp_name,
                                       init_dir=run.init_dir, stride=run.stride, with_model=with_model)
         config = dict(config, S=options.S, iters=options.iters, image_size=options.image_size,
                       precision=options.precision, init_dir=str(run.init_dir))
-        return run_benchmark(samples=dataset, score=score, model=model, run_name=name, config=config, ranks=ranks,
+        return run_benchmark(samples=samples, score=score, model=model, run_name=name, config=config, ranks=ranks,
                              log_dir=run.log_dir, out_json=run.out_json, results=run.results, resume=run.resume,
                              max_iters=run.max_iters, metric_names=metric_names, line=line, log_freq=run.log_freq,
                              n_pool=run.n_pool)
@@ -106,6 +131,7 @@ def score_tap_first(model, sample, sw, *, options):
 def score_tapvid(model, sample, sw, *, options, mode):
     """A TAP-Vid protocol: 256x256 frames, the benchmark's queries; TAP-Vid metrics, and
     curves of the distances in those 256x256 pixels over the visible frames."""
+    require_frames(len(sample['rgbs']))
     protocol = tapvid_protocol(sample, mode)
     if len(protocol['query_points']) == 0:
         raise SkipVideo('no visible point to query')
@@ -119,14 +145,14 @@ def score_tapvid(model, sample, sw, *, options, mode):
 
 def evaluate_tap(*, dataset_location, dataset_name='davis', query_mode='first', options, run):
     """TAP-Vid with ``query_mode`` 'first' (the original protocol), 'tapvid_first' or 'tapvid_strided'."""
-    if query_mode not in QUERY_MODES:
-        raise SettingsError(f'--query_mode must be one of {QUERY_MODES}; got {query_mode!r}')
+    check_choice('--query_mode', query_mode, QUERY_MODES)
+    check_choice('--dataset_name', dataset_name, sorted(PICKLES))
     first = query_mode == 'first'
     score = (partial(score_tap_first, options=options) if first else
              partial(score_tapvid, options=options, mode=query_mode.split('_')[1]))
     config = dict(benchmark='tap', dataset_location=str(dataset_location), dataset_name=dataset_name,
                   query_mode=query_mode)
-    return evaluate(dataset=TapVidDavis(dataset_location, dataset_name), score=score, config=config,
+    return evaluate(dataset=partial(TapVidDavis, dataset_location, dataset_name), score=score, config=config,
                     options=options, run=run, exp_name='tap01',
                     metric_names=PAPER_METRICS + TAPVID_METRICS if first else TAPVID_METRICS,
                     line=PAPER_LINE if first else TAPVID_LINE)
@@ -144,7 +170,8 @@ def evaluate_pod(*, dataset_location, dset='test', N=256, options, run, zero_mot
     config = dict(benchmark='pod', dataset_location=str(dataset_location), dset=dset, N=N)
     if zero_motion:  # a baseline's results file never resumes a model's
         config['zero_motion'] = True
-    return evaluate(dataset=PointOdysseyDataset(dataset_location, dset=dset, N=N), score=score, config=config,
+    check_count('--N', N, minimum=1)
+    return evaluate(dataset=partial(PointOdysseyDataset, dataset_location, dset=dset, N=N), score=score, config=config,
                     options=options, run=run, exp_name='pod01', with_model=not zero_motion)
 
 
@@ -154,5 +181,7 @@ def evaluate_cro(*, dataset_location, clip_len=1000, min_clip_len=128, options, 
                     skip_reason='no head passes the filter (visible, moving, away from borders)')
     config = dict(benchmark='cro', dataset_location=str(dataset_location), clip_len=clip_len,
                   min_clip_len=min_clip_len)
-    return evaluate(dataset=CrohdDataset(dataset_location, S=clip_len, S_min=min_clip_len), score=score,
+    check_count('--min_clip_len', min_clip_len, minimum=2)
+    check_count('--clip_len', clip_len, minimum=min_clip_len)
+    return evaluate(dataset=partial(CrohdDataset, dataset_location, S=clip_len, S_min=min_clip_len), score=score,
                     config=config, options=options, run=run, exp_name='cro01')

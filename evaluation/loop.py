@@ -8,9 +8,17 @@ keeps the running averages, prints the original's step line, logs tensorboard sc
 visuals, and on rank 0 gathers every video, prints the table and writes ``--out_json`` and
 the plots (``evaluation.plots``). The means are taken over the videos in index order, so
 they do not depend on the number of ranks or on interruptions.
+
+What can go wrong is reported, never hidden:
+- the output locations are checked before any work (``check_outputs``): writable, and no
+  earlier results replaced without --resume or --overwrite;
+- a video that cannot be read or tracked is reported with its reason and the run goes on;
+  it is kept out of the results file (so --resume retries it) and listed under "failed",
+  and the run ends with ``VideosFailed`` (exit status 1) after its report;
+- a metric that is undefined for a video (NaN, e.g. median_l2 with no valid point) is
+  written as null, left out of that metric's mean, and counted and named in the report.
 """
 
-import json
 import os
 import sys
 import time
@@ -21,23 +29,29 @@ from prettytable import PrettyTable
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from datasets.common import DatasetError
 from evaluation.plots import write_plots
-from evaluation.results import ResultsFile
+from evaluation.results import ResultsFile, json_text, part_paths, refuse_earlier_results, valid_json
 from evaluation.scoring import PAPER_LINE, PAPER_METRICS, TAPVID_METRICS, SkipVideo
 from tracking.model import load_pips
-from utils import runs
-from utils.errors import SettingsError
+from utils import interrupts, runs
+from utils.errors import PipsError, SettingsError
+from utils.files import atomic_path, check_writable, sweep_temporaries
 from utils.metrics import SimplePool
 from utils.runs import count_parameters
 from utils.vis import Summ_writer
+
+VIDEO_ERRORS = (PipsError, OSError, torch.cuda.OutOfMemoryError)  # a video's own failure: reported, the run goes on
+
+
+class VideosFailed(DatasetError):
+    """Some videos could not be read or tracked (each was reported); --resume retries them."""
 
 
 def start_benchmark(ranks, *, B, S, iters, exp_name, init_dir, stride=8, with_model=True):
     """(run name, model) of a test script: one name for all ranks (the original's, e.g.
     1_128_i16_tap01_153012), the model on this rank's device (None without
     ``with_model``); rank 0 prints both."""
-    if B != 1:
-        raise SettingsError(f'B must be 1 (videos are tracked one at a time); got {B}')
     name = ranks.broadcast(runs.run_name(f'{B}_{S}_i{iters}', exp_name))
     if ranks.is_main:
         print('model_name', name)
@@ -70,15 +84,16 @@ class Progress:
 
     def update_pools(self, record):
         for key, pool in self.pools.items():
-            if key in record.get('metrics', {}):
+            if record.get('metrics', {}).get(key) is not None:
                 pool.update([record['metrics'][key]])
 
     def add(self, record, rtime, itime):
-        """Print a finished video's step line (or why it was skipped)."""
+        """Print a finished video's step line (or why it was skipped, or failed)."""
         self.bar.update(1)
-        if 'skipped' in record:
-            tqdm.write(f'skipping {record["name"]}: {record["skipped"]}')
-            return
+        for outcome, verb in (('skipped', 'skipping'), ('failed', 'failed')):
+            if outcome in record:
+                tqdm.write(f'{verb} {record["name"]}: {record[outcome]}')
+                return
         self.update_pools(record)
         sw = self.summ_writer(record['index'])
         text = '%s; step %06d/%d; rtime %.2f; itime %.2f' % (self.run_name, record['index'] + 1, self.total,
@@ -94,25 +109,39 @@ class Progress:
         self.bar.close()
 
 
+def metric_means(per_video, metric_names):
+    """({metric: mean over the videos where it is defined}, {metric: names of the videos
+    where it is undefined (null)})."""
+    means, undefined = {}, {}
+    for key in metric_names:
+        values = [v[key] for v in per_video if v.get(key) is not None]
+        missing = [v['name'] for v in per_video if key in v and v[key] is None]
+        if values:
+            means[key] = float(np.mean(values))
+        if missing:
+            undefined[key] = missing
+    return means, undefined
+
+
 def report(records, *, metric_names, out_json, plot_prefix, writer, total):
     """Rank 0's final report of all videos (records in index order): the table, the JSON
     and the plots. Returns the means."""
-    per_video = [{'name': r['name'], **r['metrics']} for r in records if 'metrics' in r]
+    per_video = [{'name': r['name'], **valid_json(r['metrics'])} for r in records if 'metrics' in r]
     skipped = [{'name': r['name'], 'reason': r['skipped']} for r in records if 'skipped' in r]
-    means = {}
-    for key in metric_names:
-        values = [v[key] for v in per_video if key in v and np.isfinite(v[key])]
-        if values:
-            means[key] = float(np.mean(values))
+    failed = [{'name': r['name'], 'reason': r['failed']} for r in records if 'failed' in r]
+    means, undefined = metric_means(per_video, metric_names)
     table = PrettyTable(['metric', 'mean'])
     for key, value in means.items():
         table.add_row([key, f'{value:.4f}' if key in TAPVID_METRICS else f'{value:.2f}'])
-    print(f'{len(per_video)} videos scored, {len(skipped)} skipped')
+    print(f'{len(per_video)} videos scored, {len(skipped)} skipped, {len(failed)} failed')
     print(table)
+    for key, names in undefined.items():
+        print(f'{key} is undefined (null) for {len(names)} of {len(per_video)} videos ({", ".join(names[:5])}'
+              f'{", ..." if len(names) > 5 else ""}); its mean is over the other {len(per_video) - len(names)}')
     if out_json:
-        os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
-        with open(out_json, 'w') as f:
-            json.dump({'mean': means, 'per_video': per_video, 'skipped': skipped}, f, indent=1)
+        with atomic_path(out_json) as tmp_path, open(tmp_path, 'w') as f:
+            f.write(json_text({'mean': means, 'undefined': undefined, 'per_video': per_video, 'skipped': skipped,
+                               'failed': failed}, indent=1))
         print(f'wrote {out_json}')
     named_curves = [(r['name'], r['curves']) for r in records if 'metrics' in r]
     paths = write_plots(per_video, named_curves, plot_prefix, writer, step=total)
@@ -121,35 +150,76 @@ def report(records, *, metric_names, out_json, plot_prefix, writer, total):
     return means
 
 
-def results_location(out_json, results, resume, log_dir, run_name):
-    """The per-video results file: --results, else <out_json stem>.jsonl, else one in the
-    run's log folder (which --resume cannot find: it needs one of the first two)."""
+def check_outputs(*, log_dir, out_json, results, resume, overwrite):
+    """Before any work: the output folders take files (temporaries of killed runs swept),
+    and a run without --resume or --overwrite would replace no earlier results."""
+    check_writable(log_dir, '--log_dir')
+    path = named_results_path(out_json, results)
+    if resume and path is None:
+        raise SettingsError('--resume=True needs --out_json or --results (the results file to go on from)')
+    for target, flag in ((out_json, '--out_json'), (path, '--results')):
+        if target:
+            folder = os.path.dirname(os.path.abspath(target))
+            check_writable(folder, flag)
+            sweep_temporaries(folder)
+    if path and not (resume or overwrite):
+        refuse_earlier_results([path, *part_paths(path), out_json])
+
+
+def named_results_path(out_json, results):
+    """--results, else <out_json stem>.jsonl, else None (the run's log folder, known once
+    the run has a name)."""
     if results:
         return str(results)
     if out_json:
         return os.path.splitext(str(out_json))[0] + '.jsonl'
-    if resume:
+    return None
+
+
+def results_location(out_json, results, resume, log_dir, run_name):
+    """The per-video results file: --results, else <out_json stem>.jsonl, else one in the
+    run's log folder (which --resume cannot find: it needs one of the first two)."""
+    path = named_results_path(out_json, results)
+    if path is None and resume:
         raise SettingsError('--resume=True needs --out_json or --results (the results file to go on from)')
-    return os.path.join(log_dir, run_name, 'results.jsonl')
+    return path or os.path.join(log_dir, run_name, 'results.jsonl')
+
+
+def score_video(index, *, samples, score, model, sw):
+    """(the record of video ``index``: its metrics and curves, why it was skipped or why it
+    failed; seconds spent reading it)."""
+    start = time.time()
+    record = {'index': index, 'name': f'video {index}'}
+    try:
+        sample = samples[index]
+    except VIDEO_ERRORS as exc:
+        return {**record, 'failed': str(exc)}, time.time() - start
+    read_time = time.time() - start
+    record['name'] = str(sample['name'])
+    try:
+        with torch.no_grad():
+            metrics, curves = score(model, sample, sw)
+        record.update(metrics=valid_json({key: float(value) for key, value in metrics.items()}), curves=curves)
+    except SkipVideo as skip:
+        record['skipped'] = skip.reason
+    except VIDEO_ERRORS as exc:
+        record['failed'] = str(exc)
+    return record, read_time
 
 
 def score_videos(indices, *, samples, score, model, store, progress):
-    """Score the videos ``indices`` one by one, appending each record as it finishes."""
+    """Score the videos ``indices`` one by one, appending each scored or skipped one's record
+    as it finishes (a failed one is only reported, so that --resume retries it)."""
     records = []
     for index in indices:
         start = time.time()
-        sample = samples[index]
-        read_time = time.time() - start
-        record = {'index': index, 'name': str(sample['name'])}
-        try:
-            with torch.no_grad():
-                metrics, curves = score(model, sample, progress.summ_writer(index))
-            record.update(metrics={key: float(value) for key, value in metrics.items()}, curves=curves)
-        except SkipVideo as skip:
-            record['skipped'] = skip.reason
-        store.append(record)
-        records.append(record)
-        progress.add(record, read_time, time.time() - start)
+        record, read_time = score_video(index, samples=samples, score=score, model=model,
+                                        sw=progress.summ_writer(index))
+        with interrupts.deferred():  # a stop signal waits for the bookkeeping, not for the tracking
+            if 'failed' not in record:
+                store.append(record)
+            records.append(record)
+            progress.add(record, read_time, time.time() - start)
     return records
 
 
@@ -176,9 +246,8 @@ def run_benchmark(*, samples, score, model, run_name, config, ranks, log_dir, ou
     try:
         scored = score_videos(todo, samples=samples, score=score, model=model, store=store, progress=progress)
     except KeyboardInterrupt:
-        print(f'\ninterrupted: the videos scored so far are in {path}; run the same command with --resume=True '
-              'to go on', file=sys.stderr)
-        raise
+        raise KeyboardInterrupt(f'the videos scored so far are in {path}; run the same command with --resume=True '
+                                'to go on') from None
     finally:
         store.close()
         progress.close()
@@ -186,8 +255,21 @@ def run_benchmark(*, samples, score, model, run_name, config, ranks, log_dir, ou
     means = None
     if ranks.is_main:
         records = {r['index']: r for part in gathered for r in part}
-        store.merge(list({**store.done, **records}.values()))
+        store.merge([r for r in {**store.done, **records}.values() if 'failed' not in r])
         means = report([records[i] for i in range(total)], metric_names=metric_names, out_json=out_json,
                        plot_prefix=os.path.splitext(path)[0], writer=writer, total=total)
     writer.close()
+    if ranks.is_main:
+        check_scored([records[i] for i in range(total)], path)
     return means
+
+
+def check_scored(records, path):
+    """After the report: VideosFailed if any video failed (naming the first), DatasetError
+    if no video could be scored."""
+    failed = [r for r in records if 'failed' in r]
+    if failed:
+        raise VideosFailed(f'{len(failed)} of {len(records)} videos failed (first: {failed[0]["name"]}: '
+                           f'{failed[0]["failed"]}); they are not in {path}, so --resume=True retries them')
+    if not any('metrics' in r for r in records):
+        raise DatasetError(f'none of the {len(records)} videos could be scored (each was skipped, see above)')

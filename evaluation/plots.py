@@ -18,6 +18,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from utils.files import atomic_path  # noqa: E402
 from utils.metrics import SURVIVAL_THRESHOLD  # noqa: E402
 
 MAX_LINES = 60  # videos drawn one by one (thin lines, named bars) up to this many
@@ -117,7 +118,7 @@ def per_video_figure(per_video):
     shown = [(key, label, scale) for key, label, scale in BAR_METRICS if any(key in v for v in per_video)]
     fig, axes = plt.subplots(len(shown), 1, figsize=(8, 1.2 + 2.6 * len(shown)), dpi=100, squeeze=False)
     for ax, (key, label, scale) in zip(axes[:, 0], shown):
-        scored = sorted((v[key] * scale, v['name']) for v in per_video if key in v and np.isfinite(v[key]))
+        scored = sorted((v[key] * scale, v['name']) for v in per_video if v.get(key) is not None)  # null: undefined
         values = [value for value, _ in scored]
         ax.bar(range(len(values)), values, color=plt.get_cmap('RdYlGn')(np.array(values) / 100.0), width=0.85)
         mean = float(np.mean(values)) if values else float('nan')
@@ -148,7 +149,8 @@ def write_plots(per_video, named_curves, prefix, writer=None, step=0):
     for name, figure in zip(PLOT_NAMES, (survival_figure(named_curves), per_video_figure(per_video),
                                          error_figure(named_curves))):
         path = f'{prefix}_{name}.png'
-        figure.savefig(path)
+        with atomic_path(path) as tmp_path:
+            figure.savefig(tmp_path, format='png')
         paths.append(path)
         if writer is not None:
             writer.add_figure(f'plots/{name}', figure, global_step=step)

@@ -10,10 +10,15 @@ One process appends to the file itself. Under torchrun each rank appends to its 
 file, ``<path>.rank<r>``; when the run ends, rank 0 writes every video, in index order,
 to ``<path>`` and removes the parts. Resuming reads ``<path>`` and any part files, so a
 run may be resumed with another number of ranks.
+
+The file is valid JSON lines: a metric that is not a finite number (NaN: undefined for
+that video) is written as ``null``. A run without --resume refuses to replace an earlier
+run's file (``refuse_earlier_results``) unless told to with --overwrite.
 """
 
 import glob
 import json
+import math
 import os
 
 from utils.errors import PipsError
@@ -22,6 +27,32 @@ from utils.files import atomic_path
 
 class ResultsError(PipsError, ValueError):
     """The results file is unreadable or was written with other settings."""
+
+
+def valid_json(value):
+    """``value`` with every float that is not finite (NaN, inf) replaced by None, through
+    dicts and lists, so that it is written as valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: valid_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [valid_json(item) for item in value]
+    return value
+
+
+def json_text(value, **options):
+    """``value`` as JSON text, non-finite floats written as null."""
+    return json.dumps(valid_json(value), allow_nan=False, **options)
+
+
+def refuse_earlier_results(paths):
+    """ResultsError if any of ``paths`` (a results file, its parts, --out_json) exists: a
+    run without --resume must not replace an earlier run's results unasked."""
+    for path in paths:
+        if path and os.path.exists(path):
+            raise ResultsError(f'{path}: holds the results of an earlier run; pass --resume=True to go on from '
+                               'them, --overwrite=True to replace them, or write elsewhere (--out_json, --results)')
 
 
 def part_paths(path):
@@ -52,7 +83,7 @@ def read_file(path, config):
         elif not isinstance(entry, dict) or 'index' not in entry:
             raise ResultsError(f'{path}: line {number} is not a per-video result')
         else:
-            records[entry['index']] = entry
+            records[entry['index']] = valid_json(entry)  # files of older versions hold bare NaN
     return records
 
 
@@ -62,8 +93,8 @@ def check_config(path, found, config):
     if found != config:
         diff = ', '.join(f'{key} {found.get(key)!r} there, {config.get(key)!r} now'
                          for key in sorted(set(found) | set(config)) if found.get(key) != config.get(key))
-        raise ResultsError(f'{path}: written with other settings ({diff}); run without --resume to start over, '
-                           'or write elsewhere')
+        raise ResultsError(f'{path}: written with other settings ({diff}); pass --overwrite=True instead of '
+                           '--resume=True to start over, or write elsewhere')
 
 
 def normalised(config):
@@ -109,7 +140,7 @@ class ResultsFile:
 
     @staticmethod
     def _write_line(f, entry):
-        f.write(json.dumps(entry) + '\n')
+        f.write(json_text(entry) + '\n')
         f.flush()
         os.fsync(f.fileno())
 
@@ -125,6 +156,6 @@ class ResultsFile:
         (atomically), and remove the part files."""
         with atomic_path(self.path) as tmp_path, open(tmp_path, 'w') as f:
             for entry in [{'config': self.config}] + sorted(records, key=lambda r: r['index']):
-                f.write(json.dumps(entry) + '\n')
+                f.write(json_text(entry) + '\n')
         for name in part_paths(self.path):
             os.remove(name)

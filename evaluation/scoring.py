@@ -33,6 +33,12 @@ class SkipVideo(Exception):
         self.reason = reason
 
 
+def require_frames(count):
+    """SkipVideo unless a video of ``count`` frames has something to track (2 frames or more)."""
+    if count < 2:
+        raise SkipVideo(f'{count} frame(s): tracking needs at least 2')
+
+
 def to_model_pixels(array, model_size, video_size):
     """1,T,N,2 float32 tensor: T,N,2 video pixels scaled to the model's H x W."""
     scale = torch.tensor(model_scale(video_size, model_size), dtype=torch.float32)
@@ -103,6 +109,7 @@ def score_frame0(model, sample, sw, *, frames, vis_frames, options):
     Returns (metrics, curves, trajs_e T,N,2).
     """
     trajs_g = np.asarray(sample['trajs'], dtype=np.float64)
+    require_frames(len(trajs_g))
     valids = np.asarray(sample['valids'], dtype=np.float32)
     video_size = (int(sample['H']), int(sample['W']))
     queries = np.concatenate([np.zeros((trajs_g.shape[1], 1)), trajs_g[0]], axis=1)

@@ -188,18 +188,24 @@ def store(out, key, sample):
     out[f'{key}_rgb_sums'] = sample['rgbs'].numpy().astype(np.int64).sum(axis=(2, 3))  # S,3
 
 
-def main(repo):
-    module = load_original(repo)
-    root = tempfile.mkdtemp()
-    write_reference_sequence(os.path.join(root, 'train', 'seq_000'))
-    out = {}
-    for case, (index, branch) in enumerate(CASES):
+def plain_cases(module, root, cases, out):
+    """Run the original on each (clip index, 'crop' | 'resize') of ``cases`` with all the
+    tracks that survive, storing what it cut and returned under ``<case>_...`` in ``out``."""
+    for case, (index, branch) in enumerate(cases):
         N = survivors(module, root, index, branch)
         sample, gotit, corner = run_case(module, root, index, branch, N=N, req_full=False)
         assert gotit
         out[f'{case}_meta'] = np.array([index, branch == 'crop', corner[0], corner[1], N])
         store(out, case, sample)
         print(f'case {case}: clip {index}, {branch}, corner {corner}, {N} tracks')
+
+
+def main(repo):
+    module = load_original(repo)
+    root = tempfile.mkdtemp()
+    write_reference_sequence(os.path.join(root, 'train', 'seq_000'))
+    out = {}
+    plain_cases(module, root, CASES, out)
     for case, (index, seed, N, sample, draws) in enumerate(augmented_cases(module, root)):
         out[f'aug{case}_meta'] = np.array([index, N])
         out[f'aug{case}_draws'] = np.array(draws, np.float64)

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets import synthetic  # noqa: E402
-from tests.make_pod_reference import load_original, run_case, store, survivors  # noqa: E402
+from tests.make_pod_reference import load_original, plain_cases  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'synthetic_reference.npz')
 TRAIN = dict(seed=5, n_seqs=2, T=16, H=128, W=160, N=300)
@@ -69,13 +69,7 @@ def main(repo):
     write_set(root, 'test', TEST)
     out = {'train_settings': np.array([TRAIN[k] for k in ('seed', 'n_seqs', 'T', 'H', 'W', 'N')]),
            'test_settings': np.array([TEST[k] for k in ('seed', 'n_seqs', 'T', 'H', 'W', 'N')])}
-    for case, (index, branch) in enumerate(CASES):
-        N = survivors(module, root, index, branch)
-        sample, gotit, corner = run_case(module, root, index, branch, N=N, req_full=False)
-        assert gotit
-        out[f'{case}_meta'] = np.array([index, branch == 'crop', corner[0], corner[1], N])
-        store(out, case, sample)
-        print(f'case {case}: clip {index}, {branch}, corner {corner}, {N} tracks')
+    plain_cases(module, root, CASES, out)
     add_legacy_visibilities(os.path.join(root, 'test', synthetic.sequence_name(0)))
     sample = run_test_loader(repo, root)
     out['test_trajs'] = sample['trajs'].numpy()

@@ -1,6 +1,7 @@
 """The project's layers, read from its imports: scripts -> tracking / training / evaluation ->
 nets / datasets / saverloader -> utils, with no circles (function-level imports included),
-no script imported by anything, and the process ended only by the CLI helper."""
+no script imported by anything, and the process ended only by the CLI helper (a loader worker
+ends itself, when its parent terminates it, only in utils/interrupts.py)."""
 
 import ast
 import os
@@ -15,6 +16,7 @@ SCRIPT_RANK = 4  # the scripts at the top, benchmarks/, hubconf.py and app.py
 LIBRARY = sorted(RANKS)
 EXIT_CALLS = {'sys.exit', 'exit', 'quit', 'os._exit'}
 EXIT_OWNER = 'utils/cli.py'
+HELPER_EXIT = ('utils/interrupts.py', 'os._exit')  # a helper process ending at its parent's SIGTERM
 
 
 def python_files():
@@ -105,7 +107,8 @@ def test_only_the_cli_helper_ends_the_process():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 called = ast.unparse(node.func)
-                assert called not in EXIT_CALLS, f'{path}:{node.lineno} calls {called}'
+                allowed = (path, called) == HELPER_EXIT
+                assert called not in EXIT_CALLS or allowed, f'{path}:{node.lineno} calls {called}'
             if isinstance(node, ast.Raise) and node.exc is not None:
                 assert 'SystemExit' not in ast.unparse(node.exc), f'{path}:{node.lineno} raises SystemExit'
 

@@ -1,5 +1,7 @@
 """Checkpoints: the original file format, strict loading, clear failures."""
 
+import errno
+import io
 import os
 
 import pytest
@@ -84,6 +86,33 @@ def test_missing_and_empty_directories_fail(tmp_path):
         saverloader.load(str(tmp_path / 'nope'), Pips())
     with pytest.raises(CheckpointError, match='no model-<step>.pth'):
         saverloader.load(str(tmp_path), Pips())
+
+
+class FullDiskFile(io.FileIO):
+    """A file on a disk that fills up after ``room`` bytes: the write that does not fit
+    writes what fits, then fails as the OS does (ENOSPC)."""
+
+    room = 1 << 20
+
+    def write(self, data):
+        data = memoryview(data).cast('B')
+        free = max(self.room - self.tell(), 0)
+        if len(data) > free:
+            super().write(data[:free])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().write(data)
+
+
+def test_a_full_disk_leaves_no_partial_file_and_keeps_the_older_checkpoints(tmp_path, monkeypatch):
+    older = saverloader.save(str(tmp_path), None, Pips(), 1)
+    monkeypatch.setattr(saverloader, 'open', lambda path, mode: FullDiskFile(path, mode), raising=False)
+    with pytest.raises(CheckpointError) as info:
+        saverloader.save(str(tmp_path), None, Pips(), 2, keep_latest=1)
+    path = tmp_path / 'model-000000002.pth'
+    assert str(info.value) == (f'{path}: cannot write the checkpoint (No space left on device); nothing was '
+                               'written and the older checkpoints are kept')
+    assert os.listdir(tmp_path) == [os.path.basename(older)]  # neither the new file nor its temporary
+    assert saverloader.load(str(tmp_path), Pips()) == 1
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'garbage', 'empty'])

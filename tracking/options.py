@@ -9,12 +9,15 @@ online tracking must). Any field can be changed with ``options.replace(S=16)``.
 """
 
 import dataclasses
+import math
 
 from nets.pips2 import MIN_SIZE
 from nets.precision import check_precision
+from utils.checks import check_count, check_size
 from utils.errors import SettingsError
 
 LAST_WINDOW_RULES = ('shift', 'short')
+OUT_OF_MEMORY = 'out of GPU memory (try a smaller --image_size, --S or fewer queries)'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +39,7 @@ class TrackOptions:
         check_count('iters', self.iters, minimum=1)
         check_count('point_chunk', self.point_chunk, minimum=1)
         if self.image_size is not None:
-            object.__setattr__(self, 'image_size', check_image_size(self.image_size))
+            object.__setattr__(self, 'image_size', check_size('image_size', self.image_size, minimum=MIN_SIZE))
         if self.last_window not in LAST_WINDOW_RULES:
             raise SettingsError(f'last_window must be one of {LAST_WINDOW_RULES}; got {self.last_window!r}')
         try:
@@ -48,23 +51,19 @@ class TrackOptions:
         """A copy with ``changes`` (checked)."""
         return dataclasses.replace(self, **changes)
 
-
-def check_count(name, value, minimum):
-    """Raise SettingsError unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingsError(f'{name} must be an integer of at least {minimum}; got {value!r}')
-
-
-def check_image_size(image_size):
-    """(H, W) as ints, each at least the model's minimum; SettingsError otherwise."""
-    try:
-        H, W = (int(v) for v in image_size)
-        exact = all(float(v) == int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise SettingsError(f'image_size must be two integers H,W; got {image_size!r}') from None
-    if not exact or H < MIN_SIZE or W < MIN_SIZE:
-        raise SettingsError(f'image_size must be two integers H,W of at least {MIN_SIZE}; got {image_size!r}')
-    return H, W
+    def model_size(self, video_size):
+        """(H, W) the model runs at for a video of ``video_size`` (H, W): ``image_size``, or
+        the video's own size when that is None; SettingsError when the model cannot run at
+        it (each side at least ``MIN_SIZE``), so that it is found before any tracking."""
+        H, W = video_size
+        if self.image_size is not None:
+            return self.image_size
+        if H < MIN_SIZE or W < MIN_SIZE:
+            scale = MIN_SIZE / max(min(H, W), 1)
+            raise SettingsError(f'the video is {W}x{H} but the model runs on frames of at least {MIN_SIZE}x{MIN_SIZE} '
+                                "and image_size=None keeps the video's size: set image_size (--image_size=H,W) to "
+                                f'resize the frames, e.g. {math.ceil(H * scale)},{math.ceil(W * scale)}')
+        return H, W
 
 
 INTERACTIVE = TrackOptions()

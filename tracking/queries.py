@@ -5,6 +5,9 @@ interactive entry point uses, the dense stride grid, and the scale between the v
 pixels and the model's.
 """
 
+import hashlib
+import os
+
 import numpy as np
 
 from utils.errors import PipsError
@@ -25,40 +28,150 @@ def check_queries(queries):
         raise QueryError(f'queries must be numbers in N,3 rows of (t, x, y) ({exc})') from None
     if queries.ndim != 2 or queries.shape[1] != 3 or len(queries) == 0:
         raise QueryError(f'queries must be an N,3 array of (t, x, y) rows with N >= 1; got shape {queries.shape}')
-    if not np.isfinite(queries).all():
-        raise QueryError('queries contain NaN or infinite values')
-    if (queries[:, 0] < 0).any() or (queries[:, 0] != np.round(queries[:, 0])).any():
-        raise QueryError('query frames (column t) must be non-negative integers')
+    raise_first_problem(queries)
     return queries
 
 
-def read_queries(path):
-    """N,3 (t, x, y) rows in video pixels from a .csv (an optional header line) or .npy file;
-    QueryError naming the file when it cannot be read or is malformed."""
+def check_queries_fit(queries, T, H, W, where=None):
+    """Raise QueryError (naming ``where``) unless every query lies in the T frames (None:
+    not known) and inside the H x W frame."""
+    raise_first_problem(queries, where=where, size=(T, H, W))
+
+
+def check_query_frames(queries, T):
+    """Raise QueryError unless every query's frame is one of the video's T frames: before
+    any tracking, whenever the length is known."""
+    last = int(queries[:, 0].max())
+    if last >= T:
+        raise QueryError(f'a query is at frame {last} but the video has {T} frames')
+
+
+def query_problems(queries, size=None):
+    """[(N bool: which queries, what is wrong)] of the checks on N,3 (t, x, y) queries;
+    ``size`` (T or None, H, W) adds that they lie in the video."""
+    t, x, y = queries.T
+    problems = [(~np.isfinite(queries).all(axis=1), 'NaN or infinite values'),
+                ((t < 0) | (t != np.round(t)), 'the frame t must be a non-negative integer')]
+    if size is not None:
+        T, H, W = size
+        if T is not None:
+            problems.append((t >= T, f'the frame t is past the end (frames 0..{T - 1})'))
+        outside = (x < 0) | (x > W - 1) | (y < 0) | (y > H - 1)
+        problems.append((outside, f'the point lies outside the {W}x{H} frame (x in 0..{W - 1}, y in 0..{H - 1})'))
+    return problems
+
+
+def raise_first_problem(queries, where=None, size=None, label='query', numbers=None):
+    """QueryError about the first query that fails a check, naming ``where`` (the file, or
+    nothing) and its place: ``label`` and its row, or ``numbers[row]`` (such as 'line 3')."""
+    problems = query_problems(queries, size)
+    bad = np.any([wrong for wrong, _ in problems], axis=0)
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    problem = next(text for wrong, text in problems if wrong[row])
+    values = ', '.join(f'{v:g}' for v in queries[row])
+    place = f'{label} {row if numbers is None else numbers[row]}'
+    raise QueryError(f'{where + ", " if where else ""}{place} ({values}): {problem}')
+
+
+QUERY_FILE_FORMATS = ('.csv', '.txt', '.npy')
+CSV_FORMAT = 'one query a line, t,x,y: the frame, then the point in video pixels'
+
+
+def read_queries(path, size=None):
+    """N,3 (t, x, y) float64 rows in video pixels from a .csv/.txt or .npy file.
+
+    A .csv has one query a line, ``t,x,y``; an optional first line ``t,x,y`` names the
+    columns; blank lines and ``#`` comments are skipped. A .npy holds an N,3 array.
+    ``size`` (T, H, W): the queries must also lie in the video's T frames (T None: not
+    known) and inside its H x W frame. Anything else (another separator, a header
+    elsewhere or with other names, a line of 2 or 4 values, a negative frame, ...) raises
+    QueryError naming the file, the line and the problem.
+    """
     path = str(path)
-    try:
-        if path.endswith('.npy'):
-            queries = np.load(path)
-        else:
-            queries = np.genfromtxt(path, delimiter=',', comments='#', dtype=np.float64)
-            if queries.ndim >= 1 and np.isnan(queries).all(axis=-1).any():  # a header row
-                queries = np.genfromtxt(path, delimiter=',', comments='#', dtype=np.float64, skip_header=1)
-    except (OSError, ValueError) as exc:
-        raise QueryError(f'{path}: cannot read queries ({exc})') from exc
-    try:
-        return check_queries(np.atleast_2d(queries))
-    except QueryError as exc:
-        raise QueryError(f'{path}: {exc}') from exc
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in QUERY_FILE_FORMATS:
+        raise QueryError(f'{path}: queries are read from .csv files (t,x,y lines) or .npy files (an N,3 array); '
+                         f'got {extension or "a file without an extension"}')
+    if not os.path.isfile(path):
+        raise QueryError(f'{path}: no such file')
+    if extension == '.npy':
+        queries, label, numbers = read_npy(path), 'row', None
+    else:
+        (queries, numbers), label = read_csv(path), 'line'
+    if not len(queries):
+        raise QueryError(f'{path}: no queries in this file; expected {CSV_FORMAT}')
+    raise_first_problem(queries, where=path, size=size, label=label, numbers=numbers)
+    return queries
 
 
-def check_queries_fit(queries, T, H, W, where='queries'):
-    """Raise QueryError (naming ``where``) unless every query lies in the T frames and
-    inside the H x W frame."""
-    if queries[:, 0].max() >= T:
-        raise QueryError(f'{where}: a query is at frame {int(queries[:, 0].max())} but only {T} frames are tracked')
-    outside = (queries[:, 1] < 0) | (queries[:, 1] > W - 1) | (queries[:, 2] < 0) | (queries[:, 2] > H - 1)
-    if outside.any():
-        raise QueryError(f'{where}: {int(outside.sum())} queries lie outside the {W}x{H} frame')
+def read_csv(path):
+    """(N,3 queries, N line numbers) of a queries .csv; QueryError on a line that is not
+    three comma-separated numbers."""
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise QueryError(f'{path}: not a text file; expected {CSV_FORMAT}') from None
+    rows, line_numbers = [], []
+    first = True
+    for number, line in enumerate(lines, start=1):
+        fields = [field.strip() for field in line.split('#', 1)[0].split(',')]
+        if fields == ['']:
+            continue
+        is_header = first and [field.lower() for field in fields] == ['t', 'x', 'y']
+        if not is_header:
+            rows.append(parse_csv_line(path, number, line.strip(), fields, first))
+            line_numbers.append(number)
+        first = False
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3), line_numbers
+
+
+def parse_csv_line(path, number, line, fields, first):
+    """The three numbers of one line of a queries .csv; QueryError saying what is wrong."""
+    try:
+        values = [float(field) for field in fields]
+    except ValueError:
+        values = None
+    if values is not None and len(values) == 3:
+        return values
+    if values is not None:
+        problem = f'{len(values)} values, not 3'
+    elif [field.lower() for field in fields] == ['t', 'x', 'y']:
+        problem = 'a header is allowed only as the first line'
+    elif first and len(fields) == 3:
+        problem = 'a header must name the columns t,x,y, in this order'
+    elif len(fields) == 1 and any(sep in line for sep in ';\t '):
+        problem = 'the values must be separated by commas'
+    else:
+        problem = 'not three numbers'
+    raise QueryError(f'{path}, line {number} ({line!r}): {problem}; expected {CSV_FORMAT}')
+
+
+def read_npy(path):
+    """The N,3 queries of a queries .npy."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise QueryError(f'{path}: not a readable .npy array ({exc})') from None
+    if array.dtype.kind not in 'iuf' or array.ndim != 2 or array.shape[1] != 3:
+        raise QueryError(f'{path}: queries must be an N,3 array of numbers (t, x, y); '
+                         f'got shape {array.shape} of {array.dtype}')
+    return array.astype(np.float64)
+
+
+def describe_queries(queries_path, N, grid_stride):
+    """How a run's queries are chosen, for the settings its outputs record: a file by its
+    name and content, else the grid."""
+    if queries_path:
+        try:
+            with open(queries_path, 'rb') as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        except OSError:
+            digest = 'missing'
+        return f'{os.path.basename(str(queries_path))} sha256:{digest}'
+    return f'every {grid_stride}th pixel of frame 0' if grid_stride else f'grid of {N} points on frame 0'
 
 
 def grid_queries(H, W, N, margin=GRID_MARGIN):

@@ -9,6 +9,9 @@ reverse. So memory does not grow with the video, for any query layout and any fr
 source (arrays, files, folders, one-pass iterators such as a camera).
 """
 
+import math
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,21 +20,62 @@ from tqdm import tqdm
 from nets.precision import inference_precision
 from tracking.engine import ChunkStates, DiskStore, Sweep
 from tracking.options import INTERACTIVE
-from tracking.queries import QueryError, check_queries, model_scale
+from tracking.queries import QueryError, check_queries, check_query_frames, model_scale
+from utils.errors import SettingsError
+from utils.files import check_writable, remove, sweep_temporaries, temporary_name
+from utils.video import VideoError
 
 
-def frame_to_tensor(frame, device):
-    """One frame -> 3,H,W float32 tensor in 0..255 on ``device``.
+def frame_to_tensor(frame, device, t=0):
+    """Frame ``t`` -> 3,H,W float32 tensor in 0..255 on ``device``: the one frame rule of
+    every tracking entry point (``track_points``, ``Tracker``, ``TrackStream.push``).
 
-    numpy arrays are H,W,3 (RGB, uint8 or float); torch tensors are 3,H,W.
+    Accepted: H,W,3 numpy arrays (or what ``np.asarray`` makes one of, such as a PIL
+    image) and 3,H,W tensors, RGB, either uint8 or floating point in 0..255. Refused with
+    ``VideoError`` naming the frame: other shapes; other types (uint16, int32, bool, ...:
+    their range is not 0..255); floats in 0..1 (a non-black frame whose values are all in
+    0..1 and not all whole numbers); values outside 0..255; NaN or infinite pixels.
     """
-    if isinstance(frame, np.ndarray):
+    if isinstance(frame, torch.Tensor):
+        if frame.dim() != 3 or frame.shape[0] != 3:
+            raise VideoError(f'frame {t}: a tensor frame must be 3,H,W RGB; got shape {tuple(frame.shape)}')
+        check_frame_type(t, frame.dtype, frame.dtype == torch.uint8, frame.is_floating_point())
+        tensor = frame
+    else:
+        try:
+            frame = np.asarray(frame)
+        except (TypeError, ValueError) as exc:
+            raise VideoError(f'frame {t}: not an array of pixels ({exc})') from None
         if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f'a numpy frame must be H,W,3 RGB; got shape {frame.shape}')
-        return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1).float()
-    if frame.dim() != 3 or frame.shape[0] != 3:
-        raise ValueError(f'a tensor frame must be 3,H,W RGB; got shape {tuple(frame.shape)}')
-    return frame.to(device).float()
+            raise VideoError(f'frame {t}: a numpy frame must be H,W,3 RGB; got shape {frame.shape}')
+        check_frame_type(t, frame.dtype, frame.dtype == np.uint8, frame.dtype.kind == 'f')
+        frame = np.ascontiguousarray(frame) if frame.flags.writeable else frame.copy()  # torch wants writable arrays
+        tensor = torch.from_numpy(frame).permute(2, 0, 1)
+    if min(tensor.shape[-2:]) < 1:
+        raise VideoError(f'frame {t}: the frame is empty ({tensor.shape[-1]}x{tensor.shape[-2]})')
+    is_float = tensor.is_floating_point()
+    tensor = tensor.to(device).float()
+    if is_float:
+        check_float_values(t, tensor)
+    return tensor
+
+
+def check_frame_type(t, dtype, is_uint8, is_float):
+    if not (is_uint8 or is_float):
+        raise VideoError(f'frame {t}: frames must be uint8, or floats in 0..255; got {dtype} (convert to uint8 '
+                         'RGB, scaling the values to 0..255)')
+
+
+def check_float_values(t, frame):
+    """VideoError unless a float 3,H,W frame's values are finite and in 0..255 (and not a
+    frame in 0..1)."""
+    low, high = (float(v) for v in torch.aminmax(frame))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise VideoError(f'frame {t}: NaN or infinite pixels')
+    if low < 0 or high > 255:
+        raise VideoError(f'frame {t}: float pixels must be in 0..255; got {low:g}..{high:g}')
+    if 0 < high <= 1 and bool((frame != frame.round()).any()):
+        raise VideoError(f'frame {t}: float pixels in 0..1; frames are 0..255 (multiply by 255)')
 
 
 def resize_frame(frame, size):
@@ -43,7 +87,7 @@ def resize_frame(frame, size):
 
 def check_video_array(frames):
     if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim != 4:
-        raise ValueError(f'a video array must be T,H,W,3 (numpy) or T,3,H,W (torch); '
+        raise VideoError(f'a video array must be T,H,W,3 (numpy) or T,3,H,W (torch); '
                          f'got shape {tuple(frames.shape)}')
 
 
@@ -51,15 +95,17 @@ class TrackRows:
     """T,N,2 float32 tracks in video pixels, NaN until written.
 
     Grows as frames and queries come, or, given ``out`` (a path), is a preallocated
-    ``.npy`` memmap of ``num_frames`` x ``num_points``, written as tracking goes.
+    ``.npy`` memmap of ``num_frames`` x ``num_points``, written as tracking goes under a
+    temporary name: ``save`` moves it to ``out``, ``discard`` deletes it, so a run that
+    fails leaves an existing ``out`` as it was.
     """
 
     def __init__(self, num_frames=None, num_points=None, out=None):
         self.T = self.N = 0
+        self.out = None if out is None else str(out)
         if out is not None:
-            if num_frames is None or num_points is None:
-                raise ValueError('writing tracks to a file (out=...) needs the number of frames up front')
-            self.array = np.lib.format.open_memmap(str(out), mode='w+', dtype=np.float32,
+            self.tmp_path = temporary_name(out)
+            self.array = np.lib.format.open_memmap(self.tmp_path, mode='w+', dtype=np.float32,
                                                    shape=(num_frames, num_points, 2))
             self.array[:] = np.nan
         else:
@@ -70,13 +116,25 @@ class TrackRows:
         cap_T, cap_N = self.array.shape[:2]
         if T > cap_T or N > cap_N:
             if isinstance(self.array, np.memmap):
-                raise ValueError(f'the output file holds {cap_T} frames x {cap_N} points; '
-                                 f'got frame {T - 1}, point {N - 1}')
+                raise VideoError(f'{self.out}: the output file holds {cap_T} frames x {cap_N} points, as '
+                                 f'num_frames said; got frame {T - 1}, point {N - 1}')
             bigger = np.full((max(T, 2 * cap_T if T > cap_T else cap_T), max(N, 2 * cap_N if N > cap_N else cap_N),
                               2), np.nan, dtype=np.float32)
             bigger[:cap_T, :cap_N] = self.array
             self.array = bigger
         self.T, self.N = T, N
+
+    def save(self):
+        """With ``out``: flush the tracks and move the file into place."""
+        if self.out is not None:
+            self.array.flush()
+            os.replace(self.tmp_path, self.out)
+            self.array = np.load(self.out, mmap_mode='r+')
+
+    def discard(self):
+        """With ``out``: delete the temporary file (nothing once saved)."""
+        if self.out is not None:
+            remove(self.tmp_path)
 
     def tracks(self):
         """The T,N,2 tracks (the memmap itself when writing to a file)."""
@@ -125,10 +183,19 @@ class TrackingRun:
 
     def push(self, frame):
         """Resize and encode the next frame (H,W,3 array or 3,H,W tensor) and track on it."""
-        frame = frame_to_tensor(frame, self.device)
+        self.track_frame(self.accept_frame(frame))
+
+    def accept_frame(self, frame):
+        """The next frame (``frame_to_tensor``'s rule) as 3,H,W at the model's size; raises
+        VideoError or SettingsError before anything changes, so another frame can follow."""
         t = self.num_frames
+        frame = frame_to_tensor(frame, self.device, t)
         self._check_size(t, tuple(frame.shape[-2:]))
-        frame = resize_frame(frame, self.model_size)
+        return resize_frame(frame, self.model_size)
+
+    def track_frame(self, frame):
+        """Encode an accepted frame and track on it."""
+        t = self.num_frames
         self.rows.grow(T=t + 1)
         self.num_frames += 1
         self._start_groups(t)
@@ -142,7 +209,7 @@ class TrackingRun:
     def finish(self, backward=True):
         """Run the last forward windows, then the backward passes; returns nothing."""
         if self.num_frames == 0:
-            raise ValueError('no frames to track')
+            raise VideoError('the video has no frames')
         if self.pending:
             raise QueryError(f'a query is at frame {max(self.pending)} but the video has {self.num_frames} frames')
         try:
@@ -161,11 +228,12 @@ class TrackingRun:
 
     def _check_size(self, t, size):
         if self.size is None:
+            self.model_size = self.options.model_size(size)
             self.size = size
-            self.model_size = tuple(self.options.image_size or size)
             self.scale = model_scale(size, self.model_size)
         elif size != self.size:
-            raise ValueError(f'frame {t} is {size[1]}x{size[0]} but the video started at {self.size[1]}x{self.size[0]}')
+            raise VideoError(f'frame {t} is {size[1]}x{size[0]} but the video started at '
+                             f'{self.size[1]}x{self.size[0]}: every frame must have one size')
 
     def _start_groups(self, t):
         for ids in self.pending.pop(t, []):
@@ -216,19 +284,28 @@ def track_points(model, frames, queries, options=INTERACTIVE, *, num_frames=None
     """Track ``queries`` through a video of any length.
 
     model: a Pips model (its device is used). frames: a T,H,W,3 uint8 numpy array, a
-    T,3,H,W tensor (0..255), or any iterable of H,W,3 numpy / 3,H,W tensor frames, read
-    once, in order. queries: N,3 rows (t, x, y) in the video's pixels, t the query's frame.
-    options: a ``TrackOptions`` (``INTERACTIVE`` or ``BENCHMARK``, or one made from them).
-    num_frames: the length, if known (for the progress bar, and needed with ``out``).
+    T,3,H,W tensor (uint8, or floats in 0..255), or any iterable of H,W,3 numpy / 3,H,W
+    tensor frames (a list, a generator: read once, in order); every frame follows the rule
+    of ``frame_to_tensor``. queries: N,3 rows (t, x, y) in the video's pixels, t the query's
+    frame. options: a ``TrackOptions`` (``INTERACTIVE`` or ``BENCHMARK``, or one made from
+    them). num_frames: the length, if known (taken from arrays and lists; for the progress
+    bar, to report a query past the end before tracking, and needed with ``out``).
     progress: show a bar in point-frames with an ETA.
     on_window(start, end, rgbs, preds_anim): sees every forward window.
-    out: a ``.npy`` path to write the tracks to as a memmap (for very large T x N).
+    out: a ``.npy`` path to write the tracks to as a memmap (for very large T x N); it is
+    written under a temporary name and appears only when tracking succeeds.
     Returns T,N,2 float32 tracks in the video's pixels; row t of a query is exactly its (x, y).
     """
     queries = check_queries(queries)
     check_video_array(frames)
-    if num_frames is None and isinstance(frames, (np.ndarray, torch.Tensor)):
+    if num_frames is None and hasattr(frames, '__len__'):
         num_frames = len(frames)
+    if num_frames == 0:
+        raise VideoError('the video has no frames')
+    if num_frames is not None:
+        check_query_frames(queries, num_frames)
+    if out is not None:
+        check_out_path(out, num_frames)
     last_query_frame = int(queries[:, 0].max())
     total = len(queries) * (num_frames - 1) if num_frames else None
     bar = tqdm(total=total, desc='tracking', unit='point-frame', unit_scale=True, disable=not progress)
@@ -241,7 +318,20 @@ def track_points(model, frames, queries, options=INTERACTIVE, *, num_frames=None
             for frame in frames:
                 run.push(frame)
             run.finish()
+        rows.save()
     finally:
         run.close()
         bar.close()
+        rows.discard()
     return rows.tracks()
+
+
+def check_out_path(out, num_frames):
+    """Before tracking: ``out`` needs the length up front and a writable folder (whose
+    temporaries left by killed runs are swept)."""
+    if num_frames is None:
+        raise SettingsError('out= needs the number of frames up front: pass num_frames=, or give the video as a '
+                            'path, an array or a list (a generator has no length)')
+    folder = os.path.dirname(os.path.abspath(str(out)))
+    check_writable(folder, 'out=')
+    sweep_temporaries(folder)

@@ -1,13 +1,18 @@
 """Online tracking: frames come one at a time, and each frame's positions come back once final."""
 
-import numpy as np
+import contextlib
+
 import torch
 
 from nets.precision import inference_precision
 from tracking.options import INTERACTIVE
-from tracking.queries import check_queries
+from tracking.queries import check_queries, check_queries_fit
 from tracking.run import TrackingRun, TrackRows
-from utils.errors import SettingsError
+from utils.errors import PipsError, SettingsError
+
+
+class StreamError(PipsError, RuntimeError):
+    """A ``TrackStream`` used after ``finish`` or after an error stopped it."""
 
 
 class TrackStream:
@@ -28,7 +33,9 @@ class TrackStream:
     filling rows that were NaN; for that, every frame's features go to a temporary file
     as they are computed (``options.spill_dir``; ``backward=False`` writes nothing). On a
     video that windows cover exactly (T = 1 + k(S-1)), frame-0 queries get the same
-    tracks as offline ``track_points``.
+    tracks as offline ``track_points``. Frames follow the offline rule
+    (``tracking.run.frame_to_tensor``); a refused frame changes nothing. Any other error
+    stops the stream, and using it after that, or after ``finish``, raises ``StreamError``.
     """
 
     def __init__(self, model, queries=None, options=INTERACTIVE, *, backward=True):
@@ -41,37 +48,61 @@ class TrackStream:
         self.run = TrackingRun(model, options, self.rows, spill_until=None if backward else -1)
         self.emitted = 0
         self.finished = False
+        self.failure = None  # what stopped the stream, once something has
         if queries is not None:
             self.add(queries)
 
     def add(self, queries):
-        """More N,3 (t, x, y) queries in video pixels, at the last pushed frame or later."""
-        self.run.add_queries(check_queries(queries))
+        """More N,3 (t, x, y) queries in video pixels, at the last pushed frame or later
+        (and inside the frame, once its size is known)."""
+        self._check_open()
+        queries = check_queries(queries)
+        if self.run.size is not None:
+            check_queries_fit(queries, None, *self.run.size)
+        self.run.add_queries(queries)
 
     @torch.no_grad()
     def push(self, frame):
-        """Track on the next frame (H,W,3 uint8 RGB); returns [(t, xy N,2)] of the frames
-        that have just become final."""
-        if self.finished:
-            raise ValueError('the stream is finished')
-        frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise ValueError(f'frames must be H,W,3 uint8 RGB; got {frame.shape} {frame.dtype}')
-        try:
-            with inference_precision(self.options.precision, self.run.device):
-                self.run.push(frame)
-        except BaseException:
-            self.run.close()
-            raise
+        """Track on the next frame (H,W,3 uint8 RGB, or any frame ``track_points`` takes);
+        returns [(t, xy N,2)] of the frames that have just become final.
+
+        A frame that is refused (its type, values or size) raises ``VideoError`` or
+        ``SettingsError`` and changes nothing: push another. Any other error stops the
+        stream; pushing again then raises ``StreamError``."""
+        self._check_open()
+        first = self.run.size is None
+        with inference_precision(self.options.precision, self.run.device):
+            frame = self.run.accept_frame(frame)
+            with self._stopping_on_error(f'frame {self.run.num_frames}'):
+                if first and len(self.run.queries):
+                    check_queries_fit(self.run.queries, None, *self.run.size)
+                self.run.track_frame(frame)
         return self._emit()
 
     @torch.no_grad()
     def finish(self):
-        """Track the rest and return all T,N,2 tracks (video pixels)."""
+        """Track the rest and return all T,N,2 tracks (video pixels); the stream then takes
+        nothing more."""
+        self._check_open()
         self.finished = True
-        with inference_precision(self.options.precision, self.run.device):
+        with inference_precision(self.options.precision, self.run.device), self._stopping_on_error('finish()'):
             self.run.finish(backward=self.backward)
         return self.rows.tracks()
+
+    def _check_open(self):
+        if self.failure is not None:
+            raise StreamError(f'the stream stopped on an error at {self.failure}; start a new one')
+        if self.finished:
+            raise StreamError('the stream is finished (finish() was called): start a new one for more frames')
+
+    @contextlib.contextmanager
+    def _stopping_on_error(self, where):
+        try:
+            yield
+        except BaseException as exc:
+            self.failure = f'{where} ({type(exc).__name__}{": " if str(exc) else ""}{exc})'
+            self.run.close()
+            raise
 
     def _emit(self):
         out = []

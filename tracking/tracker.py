@@ -9,10 +9,11 @@ import torch
 
 from tracking.model import load_pips
 from tracking.options import INTERACTIVE
-from tracking.queries import default_queries, stride_grid_queries
+from tracking.outputs import check_not_inputs
+from tracking.queries import check_queries, check_queries_fit, default_queries, stride_grid_queries
 from tracking.run import track_points
 from tracking.stream import TrackStream
-from utils.video import iter_video_frames, video_info
+from utils.video import VideoError, iter_video_frames, video_info
 
 
 class Tracks(NamedTuple):
@@ -24,8 +25,11 @@ class Tracks(NamedTuple):
 
 
 def frame_size(frame):
-    """(H, W) of one frame: H,W,3 numpy or 3,H,W tensor."""
-    return tuple(frame.shape[:2]) if isinstance(frame, np.ndarray) else tuple(frame.shape[-2:])
+    """(H, W) of one frame: 3,H,W tensor, or H,W,3 numpy (or what becomes one, such as a
+    PIL image); the frame rule itself is ``tracking.run.frame_to_tensor``'s."""
+    if isinstance(frame, torch.Tensor):
+        return tuple(frame.shape[-2:])
+    return tuple(np.shape(frame)[:2])
 
 
 def open_video(video):
@@ -36,13 +40,18 @@ def open_video(video):
         num_frames, H, W, _ = video_info(video)
         return iter_video_frames(video), num_frames, (H, W)
     if isinstance(video, (np.ndarray, torch.Tensor)):
-        return video, len(video), frame_size(video[0]) if len(video) else (0, 0)
+        if not len(video):
+            raise VideoError('the video has no frames')
+        return video, len(video), frame_size(video[0])
     num_frames = len(video) if hasattr(video, '__len__') else None
-    frames = iter(video)
+    try:
+        frames = iter(video)
+    except TypeError:
+        raise VideoError(f'a video is a path, an array or a sequence of frames; got {type(video).__name__}') from None
     try:
         first = next(frames)
     except StopIteration:
-        raise ValueError('the video has no frames') from None
+        raise VideoError('the video has no frames') from None
     return itertools.chain([first], frames), num_frames, frame_size(first)
 
 
@@ -74,12 +83,22 @@ class Tracker:
         (t, x, y) in the video's pixels; None: every ``grid_stride``-th pixel of frame 0
         if given, else the default 32x32 grid of frame 0 (``tracking.queries``).
         progress: a bar with an ETA. out: a .npy path to write the tracks to as they come
-        (a memmap; for very large T x N). on_window: see ``track_points``.
+        (a memmap; for very large T x N; it appears when tracking succeeds, and may not be
+        the video). on_window: see ``track_points``.
+
+        Checked before any tracking: the queries lie in the video (its frames, when the
+        length is known, and inside the frame), the model can run at the video's size
+        (``TrackOptions.model_size``) and ``out`` is not the video.
         """
         frames, num_frames, (H, W) = open_video(video)
+        self.options.model_size((H, W))
         if queries is None:
             queries = (stride_grid_queries(H, W, grid_stride) if grid_stride
                        else default_queries(H, W, self.options.image_size))
+        queries = check_queries(queries)
+        check_queries_fit(queries, num_frames, H, W)
+        if out is not None and isinstance(video, (str, os.PathLike)):
+            check_not_inputs([out], [video])
         tracks = track_points(self.model, frames, queries, self.options, num_frames=num_frames, progress=progress,
                               out=out, on_window=on_window)
         return Tracks(tracks, None, None)

@@ -12,6 +12,7 @@ import os
 import time
 
 from utils.files import HOST, STALE_SECONDS, process_start
+from utils.interrupts import deferred
 
 STALE_MARK = '.stale.'
 
@@ -65,13 +66,14 @@ def claim(lock_path, stale_seconds=STALE_SECONDS):
     """Create the lock exclusively (taking over a dead owner's); True if this process holds it."""
     for _ in range(3):
         try:
-            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with deferred():  # a stop signal never leaves a lock without its owner's name
+                fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with os.fdopen(fd, 'w') as f:
+                    f.write(owner_token() + '\n')
         except FileExistsError:
             if not break_stale_lock(lock_path, stale_seconds):
                 return False
             continue
-        with os.fdopen(fd, 'w') as f:
-            f.write(owner_token() + '\n')
         return True
     return False
 

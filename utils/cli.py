@@ -8,36 +8,32 @@ script's ``main``. A ``PipsError`` becomes one line, ``error: <message>``, on st
 exit status 1, and so does an ``OSError`` (a full disk, a read-only folder), naming the
 file. Ctrl-C (SIGINT) and SIGTERM, whether sent to the process or to its whole
 process group (as SLURM, Kubernetes and ``timeout`` do), raise ``KeyboardInterrupt``
-inside ``main``, which saves what it must and lets it through; the script then exits
-with status 130.
+inside ``main`` (``utils.interrupts``), which saves what it must and lets it through,
+with what to do next as its message; the script then prints ``interrupted: <message>``
+and exits with status 130.
 """
 
-import signal
 import sys
 
 import fire
 
-from utils.errors import PipsError
+from utils import interrupts
+from utils.errors import PipsError, error_line
 
 INTERRUPTED_STATUS = 130
 
 
-def raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run(main, argv=None):
     """Call ``main`` with the command line's arguments and exit as described above."""
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    interrupts.install()
     try:
         fire.Fire(main, command=argv, name=None)
-    except PipsError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+    except (PipsError, OSError) as exc:
+        print(error_line(exc), file=sys.stderr)
         sys.exit(1)
-    except OSError as exc:
-        where = f'{exc.filename}: ' if exc.filename else ''
-        print(f'error: {where}{exc.strerror or exc}', file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if not interrupts.is_interruption(exc):
+            raise
+        detail = str(exc) if isinstance(exc, KeyboardInterrupt) else ''
+        print('interrupted' + (f': {detail}' if detail else ''), file=sys.stderr)
         sys.exit(INTERRUPTED_STATUS)

@@ -7,6 +7,15 @@ traceback. Programming errors are not ``PipsError`` and keep their traceback.
 """
 
 
+def error_line(exc):
+    """The one line that reports a problem to a person: ``error: <message>``; an
+    ``OSError`` (a full disk, a read-only folder) names its file."""
+    if isinstance(exc, OSError):
+        where = f'{exc.filename}: ' if exc.filename else ''
+        return f'error: {where}{exc.strerror or exc}'
+    return f'error: {exc}'
+
+
 class PipsError(Exception):
     """A problem with the user's input, files or settings; its message names the file or the
     setting and says what is wrong."""

@@ -5,7 +5,9 @@ into place only when the writing finished without an error; otherwise the tempor
 removed. A killed process cannot remove its temporary, so temporaries carry the host
 and the pid that wrote them (``.<name>.tmp.<host>.<pid>``) and ``sweep_temporaries``
 removes those whose process is gone (on this host at once; from another host sharing
-the folder, once they are older than a limit).
+the folder, once they are older than a limit). ``check_writable(folder)`` creates an
+output folder and writes a probe file in it, so that a read-only or full folder is found
+before any work, not after it.
 """
 
 import contextlib
@@ -14,9 +16,12 @@ import shutil
 import socket
 import time
 
+from utils.errors import SettingsError
+
 HOST = socket.gethostname()
 TMP_MARK = '.tmp.'
 STALE_SECONDS = 600  # a temporary of another host counts as dead after this long untouched
+PROBE_BYTES = 1 << 16  # what check_writable writes (and syncs) to find a full disk
 
 
 def process_start(pid):
@@ -56,12 +61,20 @@ def atomic_path(path):
         remove(tmp_path)
 
 
+def beside(path, default, folder):
+    """``path``, or, when it is the ``default`` and missing here, the default found in
+    ``folder`` (a script's own folder, so scripts find their default files from anywhere)."""
+    if path == default and not os.path.exists(path):
+        return os.path.join(folder, path)
+    return path
+
+
 def remove(path):
     """Remove a file or a folder tree if it exists."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # gone, or its folder is a file
             os.remove(path)
 
 
@@ -90,3 +103,26 @@ def sweep_temporaries(folder, stale_seconds=STALE_SECONDS):
             remove(path)
             swept.append(path)
     return swept
+
+
+def check_writable(folder, what, need_bytes=0):
+    """Create ``folder`` if needed and write, sync and remove a probe file in it; raise
+    SettingsError naming the folder and ``what`` (the setting that chose it, such as
+    '--out_dir') when that fails or the disk has less than ``need_bytes`` free."""
+    folder = str(folder)
+    probe = temporary_name(os.path.join(folder, 'write-probe'))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, 'wb') as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise SettingsError(f'{folder}: cannot write here ({exc.strerror or exc}); {what} must be a writable '
+                            'folder') from None
+    finally:
+        remove(probe)
+    if free < need_bytes:
+        raise SettingsError(f'{folder}: {free / 1e6:.1f} MB free but the outputs need about '
+                            f'{need_bytes / 1e6:.1f} MB ({what})')

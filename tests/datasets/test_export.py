@@ -14,10 +14,13 @@ import pytest
 import torch
 
 from datasets.common import DatasetError
+from datasets.export import ExportIncomplete, check_arguments, export_clips, prepare_export_dir
 from datasets.exportdataset import ExportDataset
+from datasets.pointodysseydataset import PointOdysseyClips
 from tests.fixtures.pointodyssey import write_dataset
 from tests.fixtures.scripts import ROOT
 from utils import claims
+from utils.errors import SettingsError
 from utils.files import HOST, process_start
 from utils.video import write_mp4
 
@@ -88,16 +91,20 @@ def test_clips_hold_h264_and_tracks(exported):
         assert track_g[..., 3].sum() >= S * N / 2
 
 
-def test_rerun_after_a_kill_completes_the_set(pod, tmp_path):
+def test_sigterm_to_the_group_leaves_whole_clips_and_a_rerun_after_a_kill_completes_the_set(pod, tmp_path):
     export_dir = tmp_path / VERSION
     proc = subprocess.Popen(export_cmd(pod, tmp_path, 0), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (export_dir.exists() and any(n.isdigit() for n in os.listdir(export_dir))):
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    # whatever the kill hit, also leave what a kill in the middle of step 0 and one just after
+    os.killpg(proc.pid, signal.SIGTERM)  # as a cluster stops a job
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130
+    assert re.fullmatch(r'interrupted: \d+ clips written by this run, none half-written; run the same command again '
+                        r'to finish the set\n', stderr), stderr
+    step_states(export_dir)  # only whole clips: no lock, no temporary folder left
+    # a SIGKILL cannot be caught: leave what one in the middle of step 0 and one just after
     # finishing step 1 leave behind: the dead process's locks and temporary folder
     token = f'{HOST} {proc.pid} {process_start(os.getpid())}\n'
     shutil.rmtree(export_dir / '000000', ignore_errors=True)
@@ -124,6 +131,56 @@ def test_claims(tmp_path):
     assert claims.claim(lock, stale_seconds=600)  # an old one is taken over
     assert open(lock).read().strip() == claims.owner_token()
     assert os.listdir(tmp_path) == ['.000001.lock']
+
+
+def test_one_bad_file_fails_its_clips_alone_and_a_rerun_after_the_fix_exports_them(pod, tmp_path, capsys):
+    shutil.copytree(os.path.join(pod, 'train', 'seq_000'), tmp_path / 'train' / 'seq_000')
+    shutil.copytree(os.path.join(pod, 'train', 'seq_000'), tmp_path / 'train' / 'seq_001')
+    anno = tmp_path / 'train' / 'seq_001' / 'anno.npz'
+    anno.write_bytes(anno.read_bytes()[:5000])  # truncated
+    jpeg = tmp_path / 'train' / 'seq_000' / 'rgbs' / 'rgb_00005.jpg'
+    good_jpeg = jpeg.read_bytes()
+    jpeg.write_bytes(b'not a jpeg')
+    dataset = PointOdysseyClips(str(tmp_path), dset='train', S=S, N=N, crop_size=CROP, seed=0)
+    export_dir = tmp_path / VERSION
+    prepare_export_dir(str(export_dir), stale_seconds=600)
+    with pytest.raises(ExportIncomplete, match=rf'^\d+ of {N_STEPS} clips failed .*; 1 sequence\(s\) were left out '
+                                               rf'for an unreadable file \({re.escape(str(anno))}: cannot read the '
+                                               r'annotations \(.*\); fix them and run the same command again'):
+        export_clips(dataset, str(export_dir), seed=0)
+    out = capsys.readouterr().out
+    failed = {int(step) for step in re.findall(rf'this_step (\d+); failed: {re.escape(str(jpeg))}: missing or not a '
+                                               r'readable image\n', out)}
+    with_frame_5 = {step for step, (_, _, frames) in enumerate(dataset.clips) if 5 in frames}
+    assert failed and failed <= with_frame_5 and out.count('failed: ') == len(failed)
+    assert re.search(rf'\ndone: \d+ written, \d+ skipped, {len(failed)} failed, 0 already there', out)
+    assert set(step_states(export_dir)) == set(range(N_STEPS)) - failed  # failed clips are left to retry
+    jpeg.write_bytes(good_jpeg)
+    with pytest.raises(ExportIncomplete, match='^1 sequence'):  # seq_001 is still unreadable
+        export_clips(dataset, str(export_dir), seed=0)
+    assert sorted(step_states(export_dir)) == list(range(N_STEPS))
+
+
+def test_arguments_that_cannot_work_are_refused_by_name():
+    good = dict(S=8, N=16, crop_size=(128, 128), max_iters=0, log_freq=0, stale_lock_s=600, seed=None,
+                use_augs=True, quick=False)
+    assert check_arguments(**good) == (128, 128)
+    for changes, message in [(dict(S=1), '--S must be an integer of at least 2; got 1'),
+                             (dict(N=0), '--N must be an integer of at least 1; got 0'),
+                             (dict(crop_size=(128, 96)), '--crop_size must be two integers H,W of at least 64 and '
+                                                         'multiples of 64; got (128, 96)'),
+                             (dict(max_iters=-1), '--max_iters must be an integer of at least 0; got -1'),
+                             (dict(stale_lock_s=0), '--stale_lock_s must be a number above 0; got 0'),
+                             (dict(use_augs='no'), "--use_augs must be True or False; got 'no'")]:
+        with pytest.raises(SettingsError, match='^' + re.escape(message) + '$'):
+            check_arguments(**{**good, **changes})
+
+
+def test_a_wrong_dataset_location_is_one_line_before_any_work(tmp_path, run_script):
+    out = run_script('export_mp4_dataset.py', f'--dataset_location={tmp_path}/nowhere', f'--out_dir={tmp_path}/out',
+                     '--log_freq=0', cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr == f'error: {tmp_path}/nowhere/train: no sequence folders here\n'
+    assert os.listdir(tmp_path / 'out' / 'ae_36_128_384x512') == []
 
 
 def write_fake_clip(clip_dir, T=S, H=144, W=160, M=40, seed=0):
@@ -184,8 +241,21 @@ def test_export_dataset_skips_a_corrupt_clip_and_says_which(exported, tmp_path, 
     assert len(warnings) == 1 and str(clips[1]) in warnings[0]  # reported once, by path
     for clip in clips:
         (clip / 'track.npz').write_bytes(b'')
-    with pytest.raises(DatasetError, match='no readable clip found'):
+    with pytest.raises(DatasetError, match=r'none of the \d+ clips is readable'):
         ExportDataset(str(tmp_path), VERSION, S=S, N=N, crop_size=CROP)
+
+
+def test_a_mostly_unreadable_export_gives_its_readable_clip_every_time(tmp_path, capsys):
+    bad = [tmp_path / 'v' / f'{step:06d}' for step in range(30)]
+    for clip_dir in bad:
+        clip_dir.mkdir(parents=True)  # no rgb.mp4, no track.npz
+    (bad[3] / 'track.npz').write_bytes(b'')
+    stored = write_fake_clip(str(tmp_path / 'v' / '000030'), M=N)
+    dataset = ExportDataset(str(tmp_path), 'v', S=S, N=N, crop_size=(144, 160))
+    for index in range(31):  # reported clips no longer count against the search for a readable one
+        np.testing.assert_allclose(dataset[index]['track_g'][0, :, :2].numpy(), stored, atol=1e-4)
+    named = re.findall(r'^warning: skipping unreadable clip (\S+): ', capsys.readouterr().err, re.M)
+    assert sorted(named) == sorted(map(str, bad))  # each once
 
 
 def test_export_dataset_size_checks(tmp_path):

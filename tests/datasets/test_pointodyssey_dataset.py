@@ -13,6 +13,7 @@ import datasets.pointodysseydataset as pod
 from datasets import augment
 from datasets.augment import Clip
 from datasets.pointodysseydataset import PointOdysseyClips, PointOdysseyDataset
+from tests.fixtures.pod_reference import assert_matches_reference, replay_plain_case
 from tests.fixtures.pointodyssey import write_arrays, write_dataset, write_reference_sequence
 from tests.golden import DATA
 
@@ -72,13 +73,6 @@ def colour_under_tracks(sample):
     return rgbs[np.arange(S)[:, None], y, x], good
 
 
-def sorted_tracks(sample):
-    """(trajs, visibs, valids) with the tracks sorted by their frame-0 position."""
-    trajs = sample['trajs'].numpy()
-    order = np.lexsort((trajs[0, :, 1], trajs[0, :, 0]))
-    return trajs[:, order], sample['visibs'].numpy()[:, order], sample['valids'].numpy()[:, order]
-
-
 def test_old_names_still_import():
     from datasets.pointodysseydataset_fullseq import PointOdysseyDataset as FullSeq
     from datasets.pointodysseydataset_fullseq import PointOdysseyTestSequences
@@ -92,22 +86,11 @@ def test_matches_the_original_loader(tmp_path, monkeypatch):
     reference = np.load(os.path.join(DATA, 'pod_reference.npz'))
     write_reference_sequence(str(tmp_path / 'train' / 'seq_000'))
     for case in range(4):
-        index, crop, x0, y0, n = (int(v) for v in reference[f'{case}_meta'])
-        monkeypatch.setattr(augment, 'PLAIN_CROP_PROB', float(crop))
-        monkeypatch.setattr(augment, 'plain_crop',
-                            lambda clip, size, rng, corner=(x0, y0): augment.crop_frames(clip, [corner] * S, size))
-        dataset = PointOdysseyClips(str(tmp_path), S=S, N=n, strides=(1, 2), crop_size=(96, 128),
-                                    resize_size=RESIZE, seed=case)
-        sample, gotit = dataset[index]
-        assert gotit
-        trajs, visibs, valids = sorted_tracks(sample)
-        np.testing.assert_allclose(trajs, reference[f'{case}_trajs'], atol=1e-4)
-        assert (visibs == reference[f'{case}_visibs']).all() and (valids == reference[f'{case}_valids']).all()
-        assert (sample['masks'][:, 0].numpy() == reference[f'{case}_masks']).all()
-        assert ((sample['edges'][:, 0].numpy() > 0) == (reference[f'{case}_edges'] > 0)).all()
-        sums = sample['rgbs'].numpy().astype(np.int64).sum(axis=(2, 3))
-        assert np.abs(sums - reference[f'{case}_rgb_sums']).max() <= 96 * 128  # decoders may differ by 1 level
+        dataset, sample, n = replay_plain_case(monkeypatch, tmp_path, reference, case, S=S, crop_size=(96, 128),
+                                               resize_size=RESIZE)
+        assert_matches_reference(sample, reference, case, atol=1e-4)
         dataset.N = dataset.min_tracks = n + 1
+        index = int(reference[f'{case}_meta'][0])
         assert not dataset[index][1]  # one more than survive: refused, as the original
 
 
@@ -157,13 +140,7 @@ def test_matches_the_original_with_augmentations(tmp_path, monkeypatch):
                                     resize_size=RESIZE, use_augs=True)
         sample, gotit = dataset[index]
         assert gotit and draws.draws == []
-        trajs, visibs, valids = sorted_tracks(sample)
-        np.testing.assert_allclose(trajs, reference[f'aug{case}_trajs'], atol=1e-3)
-        assert (visibs == reference[f'aug{case}_visibs']).all() and (valids == reference[f'aug{case}_valids']).all()
-        assert (sample['masks'][:, 0].numpy() == reference[f'aug{case}_masks']).all()
-        assert ((sample['edges'][:, 0].numpy() > 0) == (reference[f'aug{case}_edges'] > 0)).all()
-        sums = sample['rgbs'].numpy().astype(np.int64).sum(axis=(2, 3))
-        assert np.abs(sums - reference[f'aug{case}_rgb_sums']).max() <= 96 * 128
+        assert_matches_reference(sample, reference, f'aug{case}', atol=1e-3)
 
 
 def test_needs_n_tracks_or_half_with_req_full(tmp_path, monkeypatch):

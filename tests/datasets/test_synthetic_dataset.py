@@ -12,11 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets import augment, synthetic
+from datasets import synthetic
 from datasets.common import DatasetError
 from datasets.pointodysseydataset import PointOdysseyClips
 from datasets.pointodysseydataset_fullseq import PointOdysseyTestSequences
+from tests.fixtures.pod_reference import assert_matches_reference, replay_plain_case
 from tests.fixtures.scripts import ROOT
+from utils.errors import SettingsError
 from utils.files import HOST
 
 REFERENCE = os.path.join(ROOT, 'tests', 'data', 'synthetic_reference.npz')
@@ -214,13 +216,6 @@ def test_test_loader_reads_the_output(root):
     assert (distances.min(axis=1) == 0).all()  # each one of the written tracks, unchanged
 
 
-def sorted_tracks(sample):
-    """(trajs, visibs, valids) with the tracks sorted by their frame-0 position."""
-    trajs = sample['trajs'].numpy()
-    order = np.lexsort((trajs[0, :, 1], trajs[0, :, 0]))
-    return trajs[:, order], sample['visibs'].numpy()[:, order], sample['valids'].numpy()[:, order]
-
-
 def regenerate(folder, dset, settings):
     seed, n_seqs, T, H, W, N = (int(v) for v in settings)
     list(synthetic.make_sequences(folder, dset=dset, n_seqs=n_seqs, seed=seed, T=T, H=H, W=W, N=N))
@@ -234,21 +229,9 @@ def test_training_loader_matches_the_original_on_synthetic_data(tmp_path, monkey
     reference = np.load(REFERENCE)
     regenerate(str(tmp_path), 'train', reference['train_settings'])
     for case in range(4):
-        index, crop, x0, y0, n = (int(v) for v in reference[f'{case}_meta'])
-        monkeypatch.setattr(augment, 'PLAIN_CROP_PROB', float(crop))
-        monkeypatch.setattr(augment, 'plain_crop',
-                            lambda clip, size, rng, corner=(x0, y0): augment.crop_frames(clip, [corner] * 8, size))
-        dataset = PointOdysseyClips(str(tmp_path), S=8, N=n, strides=(1, 2), crop_size=(96, 128),
-                                    resize_size=(160, 224), seed=case)
-        sample, gotit = dataset[index]
-        assert gotit
-        trajs, visibs, valids = sorted_tracks(sample)
-        np.testing.assert_allclose(trajs, reference[f'{case}_trajs'], atol=1e-3)
-        assert (visibs == reference[f'{case}_visibs']).all() and (valids == reference[f'{case}_valids']).all()
-        assert (sample['masks'][:, 0].numpy() == reference[f'{case}_masks']).all()
-        assert ((sample['edges'][:, 0].numpy() > 0) == (reference[f'{case}_edges'] > 0)).all()
-        sums = sample['rgbs'].numpy().astype(np.int64).sum(axis=(2, 3))
-        assert np.abs(sums - reference[f'{case}_rgb_sums']).max() <= 96 * 128
+        _, sample, _ = replay_plain_case(monkeypatch, tmp_path, reference, case, S=8, crop_size=(96, 128),
+                                         resize_size=(160, 224))
+        assert_matches_reference(sample, reference, case, atol=1e-3)
 
 
 def test_test_loader_matches_the_original_on_synthetic_data(tmp_path):
@@ -310,7 +293,7 @@ def test_bad_arguments_are_refused_by_name(changes, message):
 
 def test_an_unwritable_out_dir_is_refused_before_any_work(tmp_path):
     (tmp_path / 'file').write_text('')
-    with pytest.raises(DatasetError, match='cannot write here'):
+    with pytest.raises(SettingsError, match='cannot write here'):
         synthetic.make_sequences(str(tmp_path / 'file'), n_seqs=1)
 
 
@@ -318,5 +301,5 @@ def test_script_prints_one_error_line_and_exits_1(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, 'make_synthetic_dataset.py'),
                              f'--out_dir={tmp_path}', '--H=64'], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1 and result.stdout == ''
-    assert result.stderr == 'error: H must be an integer from 128 to 4096, got 64\n'
+    assert result.stderr == 'error: H must be an integer from 128 to 4096; got 64\n'
     assert not os.listdir(tmp_path)

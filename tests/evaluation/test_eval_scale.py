@@ -122,18 +122,22 @@ def test_resume_after_a_torn_line_gives_the_uninterrupted_results(dataset, refer
 
 
 @pytest.mark.slow
-def test_ctrl_c_leaves_whole_lines_and_resume_finishes(dataset, reference, tmp_path):
+def test_sigterm_to_the_group_leaves_whole_lines_and_resume_finishes(dataset, reference, tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     proc = subprocess.Popen(script_command(*tap_args(dataset, tmp_path, f'--out_json={tmp_path}/run.json')),
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     results = tmp_path / 'run.jsonl'
     deadline = time.time() + 300
     while not (results.exists() and len(read(results).splitlines()) >= 2) and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, 'the run ended before it could be interrupted'
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a cluster stops a job
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and '--resume=True' in stderr
+    assert proc.returncode == 130
+    assert stderr.splitlines()[-1] == (f'interrupted: the videos scored so far are in {results}; run the same '
+                                       'command with --resume=True to go on')
+    assert 'Traceback' not in stderr
     text = read(results)
     assert text.endswith('\n') and all(json.loads(line) for line in text.splitlines())
     assert not (tmp_path / 'run.json').exists()

@@ -13,12 +13,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from datasets.common import DatasetError
 from datasets.pointodysseydataset_fullseq import PointOdysseyTestSequences
 from evaluation.benchmarks import RunSettings, evaluate_cro, evaluate_pod, evaluate_tap
+from evaluation.results import ResultsError
 from saverloader import CheckpointError
 from tests.fixtures.crohd import write_crohd
 from tests.fixtures.pointodyssey import write_dataset
 from tests.fixtures.scripts import ROOT
 from tests.golden import DATA
 from tracking import BENCHMARK
+from utils.errors import SettingsError
 from utils.metrics import paper_metrics
 
 TAPVID_DEV = os.path.join(DATA, 'tapvid_dev')
@@ -82,14 +84,39 @@ def tiny_video(T=6, N=4, occluded0=False):
             'points': rng.uniform(0.2, 0.8, (N, T, 2)).astype(np.float32), 'occluded': occluded}
 
 
-def test_tap_skips_a_video_without_visible_points(tmp_path, golden_checkpoint, capsys):
-    write_pickle(tmp_path / 'tapvid_davis.pkl', {'empty': tiny_video(occluded0=True), 'ok': tiny_video()})
+def test_tap_skips_videos_without_visible_points_or_with_one_frame(tmp_path, golden_checkpoint, capsys):
+    write_pickle(tmp_path / 'tapvid_davis.pkl', {'empty': tiny_video(occluded0=True), 'ok': tiny_video(),
+                                                 'still': tiny_video(T=1)})
     evaluate_tap(dataset_location=str(tmp_path), options=BENCHMARK.replace(S=8, iters=1, image_size=(128, 128)),
                  run=settings(tmp_path, golden_checkpoint))
-    assert 'skipping empty: no point is visible at frame 0' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'skipping empty: no point is visible at frame 0' in out
+    assert 'skipping still: 1 frame(s): tracking needs at least 2' in out
     result = read_json(tmp_path / 'out.json')
     assert [v['name'] for v in result['per_video']] == ['ok']
+    assert [v['name'] for v in result['skipped']] == ['empty', 'still']
     assert all(np.isfinite(v) for v in result['mean'].values())
+
+
+def test_an_empty_dataset_is_an_error_before_the_model_is_loaded(tmp_path):
+    write_pickle(tmp_path / 'tapvid_davis.pkl', {})
+    with pytest.raises(DatasetError, match=f'^{tmp_path}: no videos to evaluate here$'):
+        evaluate_tap(dataset_location=str(tmp_path), options=BENCHMARK, run=settings(tmp_path, './nowhere'))
+
+
+def test_a_rerun_does_not_replace_earlier_results_unless_told(tmp_path, golden_checkpoint):
+    for earlier in ('out.jsonl', 'out.jsonl.rank1', 'out.json'):
+        (tmp_path / earlier).write_text('{}\n')
+        with pytest.raises(ResultsError, match=f'^{tmp_path / earlier}: holds the results of an earlier run; pass '
+                                               '--resume=True to go on from them, --overwrite=True to replace them'):
+            evaluate_tap(dataset_location=TAPVID_DEV, options=BENCHMARK, run=settings(tmp_path, './nowhere'))
+        (tmp_path / earlier).unlink()
+    (tmp_path / 'out.jsonl').write_text('{}\n')
+    with pytest.raises(CheckpointError):  # told to: it goes on to the model
+        evaluate_tap(dataset_location=TAPVID_DEV, options=BENCHMARK, run=settings(tmp_path, './nowhere',
+                                                                                   overwrite=True))
+    with pytest.raises(SettingsError, match='choose one'):
+        settings(tmp_path, './nowhere', overwrite=True, resume=True)
 
 
 @pytest.mark.parametrize('make, message', [
@@ -153,6 +180,13 @@ def test_missing_checkpoint_says_what_to_do(tmp_path):
 def test_no_cuda_hard_coded():
     for script in ('demo.py', 'train.py', 'test_on_tap.py', 'test_on_cro.py', 'test_on_pod.py'):
         assert '.cuda()' not in open(os.path.join(ROOT, script)).read()
+
+
+def test_resume_and_overwrite_together_are_one_line(tmp_path, run_script):
+    out = run_script('test_on_pod.py', '--resume=True', '--overwrite=True', cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr == ('error: --resume=True goes on from the earlier results and '
+                                                  '--overwrite=True replaces them: choose one\n')
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize('script', ['test_on_tap.py', 'test_on_cro.py', 'test_on_pod.py', 'track_videos.py'])

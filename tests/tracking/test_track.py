@@ -93,8 +93,8 @@ def test_single_frame_video_returns_queries(model):
     (np.zeros((3, 2)), 'N,3 array'),
     (np.zeros((0, 3)), 'N,3 array'),
     ([[0, np.nan, 1.0]], 'NaN'),
-    ([[-1, 1.0, 1.0]], 'non-negative integers'),
-    ([[1.5, 1.0, 1.0]], 'non-negative integers'),
+    ([[-1, 1.0, 1.0]], 'non-negative integer'),
+    ([[1.5, 1.0, 1.0]], 'non-negative integer'),
     ([[9, 1.0, 1.0]], 'query is at frame 9 but the video has 4 frames'),
 ])
 def test_bad_queries(model, queries, message):

@@ -1,4 +1,4 @@
-"""Training on exported fixture clips: steps, checkpoints, resume, DDP, NaN, Ctrl-C, overfitting.
+"""Training on exported fixture clips: steps, checkpoints, resume, DDP, NaN, stops, overfitting.
 
 The loop runs in this process (training.run, as train.py calls it); train.py itself runs
 where the process is the point (torchrun, signals).
@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 import torch
@@ -17,10 +18,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import nets.precision
 import training
+from datasets.common import DatasetError
 from nets.pips2 import Pips
 from tests.fixtures.scripts import ROOT, script_command
 from tests.fixtures.training import EXPORT_VERSION, export_fixture_clips, make_config
 from training.loop import NonFiniteLoss
+from utils import interrupts
 from utils.errors import SettingsError
 
 STEP_LINE = re.compile(r'; step (\d{6})/(\d+); rtime \d+\.\d\d; itime \d+\.\d\d; loss \d+\.\d{3}; '
@@ -32,14 +35,14 @@ def export_root(tmp_path_factory):
     return export_fixture_clips(str(tmp_path_factory.mktemp('train_data')))
 
 
-def train(export_root, tmp_path, capsys, on_save=None, **changes):
-    """training.run in this process on the exported clips, as train.py runs it; returns what it
-    printed."""
+def train(export_root, tmp_path, capsys, wrap_samples=None, on_save=None, **changes):
+    """training.run in this process on the exported clips, as train.py runs it (the stream
+    through ``wrap_samples`` if given); returns what it printed."""
     capsys.readouterr()
     cfg = training.setup(make_config(ckpt_dir=str(tmp_path / 'ckpt'), log_dir=str(tmp_path / 'logs'), **changes),
                          quick_settings={})
-    training.run(cfg, training.export_samples(cfg, dataset_location=export_root, dataset_version=EXPORT_VERSION,
-                                              clip_N=16), on_save=on_save)
+    samples = training.export_samples(cfg, dataset_location=export_root, dataset_version=EXPORT_VERSION, clip_N=16)
+    training.run(cfg, wrap_samples(samples) if wrap_samples else samples, on_save=on_save)
     return capsys.readouterr().out
 
 
@@ -53,6 +56,10 @@ def train_args(export_root, tmp_path, **overrides):
 
 def steps_printed(stdout):
     return [int(m.group(1)) for m in STEP_LINE.finditer(stdout)]
+
+
+def saved_steps(tmp_path):
+    return sorted(int(p[-13:-4]) for p in glob.glob(str(tmp_path / 'ckpt' / '*' / '*.pth')))
 
 
 def run_dir(tmp_path):
@@ -180,6 +187,122 @@ def test_ctrl_c_saves_a_checkpoint_first(export_root, tmp_path):
     assert 'saving a checkpoint first' in rest
     saved = [int(p[-13:-4]) for p in glob.glob(str(tmp_path / 'ckpt' / '*' / '*.pth'))]
     assert len(saved) == 1 and saved[0] >= 2
+
+
+def test_sigterm_to_the_process_group_with_workers_saves_and_the_run_resumes(export_root, tmp_path, capsys):
+    # as SLURM, Kubernetes and `timeout` stop a job: SIGTERM to every process of its group,
+    # the DataLoader workers included
+    args = train_args(export_root, tmp_path, max_iters=1000, save_freq=1000, val_freq=0, num_workers=2)
+    proc = subprocess.Popen(script_command('train.py', *args), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    for line in proc.stdout:
+        if '; step 000002/1000' in line:
+            os.killpg(proc.pid, signal.SIGTERM)
+            break
+    rest, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    (step,) = saved_steps(tmp_path)
+    run = run_dir(tmp_path).name
+    assert step >= 2 and f'saved a checkpoint: {run_dir(tmp_path)}/model-{step:09d}.pth' in rest
+    assert stderr == f'interrupted: step {step} is saved in {run_dir(tmp_path)}; resume with --init_dir={run}\n'
+    deadline = time.time() + 30
+    while time.time() < deadline:  # the workers are gone too
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError('processes of the stopped run are still alive')
+    out = train(export_root, tmp_path, capsys, init_dir=run, max_iters=step + 1, save_freq=1000, val_freq=0)
+    assert steps_printed(out) == [step + 1]
+    assert saved_steps(tmp_path) == [step, step + 1]
+
+
+class StopsAtBatch:
+    """A sample stream that raises ``error`` instead of its ``number``-th batch."""
+
+    def __init__(self, stream, number, error):
+        self.stream, self.left, self.error = stream, number, error
+
+    def next(self):
+        self.left -= 1
+        if self.left == 0:
+            raise self.error
+        return self.stream.next()
+
+
+@pytest.mark.parametrize('error, after_signal, raised', [
+    (RuntimeError('DataLoader worker (pid 12) is killed by signal: Terminated.'), True, KeyboardInterrupt),
+    (DatasetError('clips: none of the 14 clips is readable'), False, DatasetError),
+])
+def test_a_stop_or_an_error_in_step_3_saves_step_2_first(export_root, tmp_path, capsys, monkeypatch, error,
+                                                         after_signal, raised):
+    monkeypatch.setattr(interrupts, 'stop_requested', lambda: after_signal)
+    with pytest.raises(raised) as stop:
+        train(export_root, tmp_path, capsys, wrap_samples=lambda samples: StopsAtBatch(samples, 3, error),
+              max_iters=10, save_freq=1000, val_freq=0)
+    assert saved_steps(tmp_path) == [2]
+    out = capsys.readouterr().out
+    cause = 'interrupted' if after_signal else f'stopped by an error ({error})'
+    assert f'{cause} after step 2; saving a checkpoint first' in out
+    if raised is KeyboardInterrupt:  # what the CLI prints after "interrupted: "
+        run = run_dir(tmp_path).name
+        assert str(stop.value) == f'step 2 is saved in {run_dir(tmp_path)}; resume with --init_dir={run}'
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(B=0), '--B must be an integer of at least 1; got 0'),
+    (dict(S=1), '--S must be an integer of at least 2; got 1'),
+    (dict(iters=2.5), '--iters must be an integer of at least 1; got 2.5'),
+    (dict(max_iters=0), '--max_iters must be an integer of at least 1; got 0'),
+    (dict(save_freq=0), '--save_freq must be an integer of at least 1; got 0'),
+    (dict(log_freq=-1), '--log_freq must be an integer of at least 1; got -1'),
+    (dict(keep_latest=0), '--keep_latest must be an integer of at least 1; got 0'),
+    (dict(num_workers=-2), '--num_workers must be an integer of at least 0; got -2'),
+    (dict(n_pool=0), '--n_pool must be an integer of at least 1; got 0'),
+    (dict(crop_size=(100, 128)), '--crop_size must be two integers H,W of at least 128 and multiples of 32'),
+    (dict(crop_size=384), '--crop_size must be two integers H,W'),
+    (dict(lr=0.0), '--lr must be a number above 0; got 0.0'),
+    (dict(use_augs='Flase'), "--use_augs must be True or False; got 'Flase'"),
+    (dict(amp='fp8'), "--amp must be one of '', 'fp32', 'bf16', 'fp16'; got 'fp8'"),
+    (dict(seed=-1), '--seed must be an integer of at least 0; got -1'),
+])
+def test_values_that_cannot_work_are_refused_when_the_settings_are_made(changes, message):
+    with pytest.raises(SettingsError, match='^' + re.escape(message)):
+        make_config(**changes)
+
+
+def test_ignore_load_given_once_is_one_substring_not_its_letters():
+    assert make_config(ignore_load='corr').ignore_load == ['corr']
+
+
+@pytest.mark.parametrize('folder', ['ckpt_dir', 'log_dir'])
+def test_an_unwritable_output_folder_is_found_before_step_1(tmp_path, folder):
+    (tmp_path / 'file').write_text('')
+    paths = {'ckpt_dir': str(tmp_path / 'ckpt'), 'log_dir': str(tmp_path / 'logs'), folder: str(tmp_path / 'file')}
+    with pytest.raises(SettingsError, match=f'file: cannot write here .*--{folder} must be a writable folder'):
+        training.setup(make_config(**paths), quick_settings={})
+
+
+def test_temporaries_of_killed_saves_are_swept_at_setup(tmp_path):
+    old_run = tmp_path / 'ckpt' / 'old_run'
+    old_run.mkdir(parents=True)
+    dead = old_run / '.model-000001000.pth.tmp.some-host.123'  # another host's, long untouched
+    dead.write_bytes(b'half a checkpoint')
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    kept = old_run / 'model-000000500.pth'
+    kept.write_bytes(b'')
+    training.setup(make_config(ckpt_dir=str(tmp_path / 'ckpt'), log_dir=str(tmp_path / 'logs')), quick_settings={})
+    assert os.listdir(old_run) == [kept.name]
+
+
+def test_a_bad_value_is_one_line_before_any_data_is_read(tmp_path, run_script):
+    out = run_script('train.py', '--save_freq=0', f'--dataset_location={tmp_path}/nowhere', f'--ckpt_dir={tmp_path}/c',
+                     f'--log_dir={tmp_path}/l', cwd=tmp_path)
+    assert out.returncode == 1 and out.stderr == 'error: --save_freq must be an integer of at least 1; got 0\n'
+    assert os.listdir(tmp_path) == []  # nothing made, nothing read
 
 
 def test_overfitting_one_cached_clip_halves_the_loss(export_root, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""training/: the data-parallel loss against one process, batch redrawing."""
+"""training/: the data-parallel loss against one process, batch redrawing, errors from loader workers."""
 
 import pytest
 import torch
@@ -6,6 +6,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import training
+from datasets.common import DatasetError
 from nets.pips2 import Pips, sequence_loss
 from tests.fixtures.training import make_config
 from training.data import UnusableData
@@ -77,20 +78,32 @@ def test_data_parallel_loss_of_one_process_is_the_model_loss():
 
 
 class FlakyClips(torch.utils.data.Dataset):
-    """Clip i holds the value i; clips listed in ``refused`` come back unusable."""
+    """Clip i holds the value i; clips listed in ``refused`` come back unusable, and reading one
+    listed in ``unreadable`` raises DatasetError naming its file."""
 
-    def __init__(self, count, refused):
-        self.count, self.refused = count, set(refused)
+    def __init__(self, count, refused, unreadable=()):
+        self.count, self.refused, self.unreadable = count, set(refused), set(unreadable)
 
     def __len__(self):
         return self.count
 
     def __getitem__(self, index):
+        if index in self.unreadable:
+            raise DatasetError(f'clips/{index:06d}/rgb_00003.jpg: missing or not a readable image')
         return {'value': torch.tensor(index)}, index not in self.refused
 
 
-def stream_config(B):
-    return make_config(B=B, S=8, N=8, use_augs=False, shuffle=False)
+def stream_config(B, **changes):
+    return make_config(B=B, S=8, N=8, use_augs=False, shuffle=False, **changes)
+
+
+def test_a_dataset_error_in_a_loader_worker_arrives_as_it_was_raised():
+    stream = training.SampleStream(FlakyClips(4, refused=[], unreadable=[3]), stream_config(B=2, num_workers=1),
+                                   usable_only)
+    assert stream.next()['value'].tolist() == [0, 1]
+    with pytest.raises(DatasetError) as error:  # not wrapped in the worker's traceback
+        stream.next()
+    assert str(error.value) == 'clips/000003/rgb_00003.jpg: missing or not a readable image'
 
 
 def usable_only(batch):
