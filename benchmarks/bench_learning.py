@@ -1,6 +1,6 @@
 """Does training learn? Train PIPs++ from scratch on procedural sequences, score it on held-out ones.
 
-    python benchmarks/bench_learning.py --out_dir=./bench_learning              # the 2-core CPU recipe
+    python benchmarks/bench_learning.py --out_dir=./bench_learning              # the 2-core CPU recipe (about an hour)
     python benchmarks/bench_learning.py --device=cuda --steps=20000 --B=8 --evals=20
 
 1. Makes a training set (``<out_dir>/data/train``, --train_seqs sequences from --seed) and a
@@ -13,8 +13,8 @@
    --eval_iters iterations, the BENCHMARK schedule, at the frames' own size).
 3. Trains from scratch with train.py's loop (``training.run``) on clips cut from the raw
    training sequences and augmented at every step (``training.raw_samples``), for --steps
-   steps with the one-cycle schedule sized to them (or for --minutes of training, the steps
-   sized from the time of a few timed steps), and scores each of --evals checkpoints on the
+   steps with the one-cycle schedule sized to them (without --steps: for --minutes of
+   training, the steps sized from the time of a few timed steps), and scores each of --evals checkpoints on the
    held-out set as it goes.
 4. Writes ``<out_dir>/learning.json`` (settings, machine, load averages, baselines, the
    curve: step, minutes since the start, d_avg, survival, median_l2 and the other paper
@@ -40,6 +40,7 @@ from datasets import synthetic  # noqa: E402
 from evaluation.benchmarks import RunSettings, evaluate_pod  # noqa: E402
 from tracking import BENCHMARK  # noqa: E402
 from utils import cli  # noqa: E402
+from utils.checks import check_count, check_positive  # noqa: E402
 from utils.errors import SettingsError  # noqa: E402
 
 TIMED_STEPS = 3  # steps timed (after one warm-up step) to size a --minutes budget
@@ -177,23 +178,24 @@ def summary_line(name, means):
 
 
 def main(out_dir='./bench_learning', train_seqs=200, heldout_seqs=8, T=40, heldout_T=40, H=128, W=160, track_N=600,
-         seed=0, heldout_seed=1, motion_blur=False, steps=2000, minutes=0.0, evals=8, B=4, S=8, N=64, iters=3,
+         seed=0, heldout_seed=1, motion_blur=False, steps=0, minutes=45.0, evals=5, B=2, S=8, N=64, iters=3,
          crop_size=(128, 160), use_augs=True, lr=5e-4, clip_grad=5.0, amp='bf16', num_workers=1, device=None,
          eval_S=8, eval_iters=6, eval_N=64, keep_latest=1, threads=0):
     """See the module docstring. --H, --W: frame size of both sets (the held-out set is
     scored at this size); --track_N: tracks per generated sequence; --B, --S, --N, --iters,
     --crop_size, --use_augs, --lr, --clip_grad, --amp, --num_workers: training as in
-    finetune_highres.py; --steps, or --minutes of training (then --steps is ignored);
+    finetune_highres.py; --steps, or (--steps=0) --minutes of training;
     --evals: checkpoints scored along the way (the last at the final step); --threads: torch
     threads (0: torch's default, one per core; 1 is faster on a machine other jobs keep busy)."""
     settings = {key: list(value) if isinstance(value, tuple) else value for key, value in locals().items()}
     clock = Clock()
     if threads:
         torch.set_num_threads(threads)
-    if evals < 1:
-        raise SettingsError(f'--evals must be at least 1; got {evals}')
-    if not minutes and steps < evals:
+    evals, steps = check_count('--evals', evals, minimum=1), check_count('--steps', steps)
+    if steps and steps < evals:
         raise SettingsError(f'--steps ({steps}) must be at least --evals ({evals})')
+    if not steps:
+        minutes = check_positive('--minutes (of training, without --steps)', minutes)
     out_dir = str(out_dir)
     data_dir = os.path.join(out_dir, 'data')
     generate_seconds = make_sets(data_dir, train_seqs=train_seqs, heldout_seqs=heldout_seqs, T=T,
@@ -201,7 +203,7 @@ def main(out_dir='./bench_learning', train_seqs=200, heldout_seqs=8, T=40, heldo
                                  motion_blur=motion_blur)
     paths = dict(ckpt_dir=os.path.join(out_dir, 'checkpoints'), log_dir=os.path.join(out_dir, 'logs'))
     step_seconds = None
-    if minutes:
+    if not steps:
         cfg = training.setup(train_config(settings, steps=TIMED_STEPS + 1, save_freq=TIMED_STEPS + 2, **paths), {})
         step_seconds = timed_steps(cfg, training.raw_samples(cfg, dataset_location=data_dir))
         steps = max(int(minutes * 60 / step_seconds), evals)
