@@ -2,11 +2,15 @@
 
     python benchmarks/bench_train.py                       # the reference recipe: B=4, S=36, 256x384
     python benchmarks/bench_train.py --B=1 --S=8 --crop_size=128,128 --steps=5   # a quick CPU look
+    python benchmarks/bench_train.py --B=4 --S=8 --crop_size=128,160 --iters=3 --amp=fp32,bf16 --device=cpu
 
 Builds a synthetic PointOdyssey-layout dataset at 540x960 in a temporary folder, exports
 a few clips at 384x512 (S=36) with export_mp4_dataset.py, runs train.py on them for
 --steps steps, and prints the mean step time, steps/s and rtime/itime (data wait over
-step time), leaving out the first --warmup steps.
+step time), leaving out the first --warmup steps. ``--amp`` takes one precision or a
+list ('fp32' is autocast off): each runs in turn on the same clips, --rounds times (the
+fastest round counts, so that a machine shared with other jobs slows them alike), and
+with more than one the step-time ratios to the first are printed.
 """
 
 import os
@@ -24,7 +28,7 @@ from utils import cli  # noqa: E402
 
 
 def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, num_workers=6, device=None,
-         amp='', export_size=(384, 512)):
+         amp='', export_size=(384, 512), rounds=1):
     from datasets.export import export_clips
     from datasets.pointodysseydataset import PointOdysseyClips
     from tests.fixtures.pointodyssey import write_dataset
@@ -42,19 +46,29 @@ def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, 
                 f'--ckpt_dir={tmp}/ckpt', f'--log_dir={tmp}/logs']
         if device:
             args.append(f'--device={device}')
-        if amp:
-            args.append(f'--amp={amp}')
-        out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
-                             capture_output=True, text=True)
+        print(f'B={B} S={S} crop={crop_size[0]}x{crop_size[1]} iters={iters} device={device or "auto"} '
+              f'workers={num_workers}')
+        amps = [a or 'fp32' for a in ([amp] if isinstance(amp, str) else amp)]
+        rounds_times = [[time_steps(args + [f'--amp={"" if a == "fp32" else a}'], a, warmup) for a in amps]
+                        for _ in range(rounds)]
+    step_times = np.min(rounds_times, axis=0)
+    for a, step_time in zip(amps, step_times):
+        print(f'amp={a}: {step_time:.3f} s/step (fastest of {rounds} rounds), '
+              f'{step_times[0] / step_time:.2f}x the steps/s of amp={amps[0]}')
+
+
+def time_steps(args, label, warmup):
+    """Run train.py with ``args``; print and return its mean step time after ``warmup`` steps."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args], cwd=ROOT,
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     times = np.array([(float(r), float(i)) for r, i in re.findall(r'rtime (\S+); itime (\S+);', out.stdout)])
     times = times[warmup:]
     read, total = times[:, 0].mean(), times[:, 1].mean()
-    print(f'B={B} S={S} crop={crop_size[0]}x{crop_size[1]} iters={iters} amp={amp or "off"} '
-          f'device={device or "auto"} workers={num_workers}')
-    print(f'{len(times)} steps: {total:.3f} s/step, {1 / total:.2f} steps/s, '
-          f'data wait {read:.3f} s/step = {100 * read / total:.1f}% of the step (rtime/itime)')
+    print(f'amp={label}: {len(times)} steps: {total:.3f} s/step, {1 / total:.2f} steps/s, '
+          f'data wait {read:.3f} s/step = {100 * read / total:.1f}% of the step (rtime/itime)', flush=True)
+    return total
 
 
 if __name__ == '__main__':

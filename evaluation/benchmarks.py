@@ -9,7 +9,8 @@ Each builds its dataset and scoring function and runs the shared loop
   with ``options.confidence`` also the TAP-Vid occlusion metrics of the predicted
   visibility (``*_predvis``), next to the all-visible ones;
 - ``evaluate_cro``: CroHD head tracking, 1000-frame clips;
-- ``evaluate_pod``: PointOdyssey test sequences.
+- ``evaluate_pod``: PointOdyssey test sequences (or, with ``zero_motion``, the baseline
+  that leaves every point at its frame-0 position).
 
 Tracking follows ``options`` (``tracking.BENCHMARK`` defines the published numbers). Before
 any work each checks its settings (``RunSettings``, ``TrackOptions``) and the output
@@ -39,6 +40,7 @@ from evaluation.scoring import (
     require_frames,
     score_disk_sample,
     score_frame0,
+    score_zero_motion,
 )
 from tracking.run import track_points
 from utils.checks import check_choice, check_count, check_flag
@@ -79,9 +81,11 @@ class RunSettings:
                                 'choose one')
 
 
-def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAPER_METRICS, line=PAPER_LINE):
+def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAPER_METRICS, line=PAPER_LINE,
+             with_model=True):
     """Check the outputs, make the dataset (``dataset()``), and score it with ``score`` on this
-    process's share of the videos; returns the means on rank 0 (None elsewhere)."""
+    process's share of the videos; returns the means on rank 0 (None elsewhere). Without
+    ``with_model`` no model is loaded (None)."""
     check_outputs(log_dir=run.log_dir, out_json=run.out_json, results=run.results, resume=run.resume,
                   overwrite=run.overwrite)
     samples = dataset()
@@ -90,7 +94,7 @@ def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAP
     ranks = Ranks.start(run.device)
     try:
         name, model = start_benchmark(ranks, B=run.B, S=options.S, iters=options.iters, exp_name=exp_name,
-                                      init_dir=run.init_dir, stride=run.stride)
+                                      init_dir=run.init_dir, stride=run.stride, with_model=with_model)
         config = dict(config, S=options.S, iters=options.iters, image_size=options.image_size,
                       precision=options.precision, init_dir=str(run.init_dir))
         return run_benchmark(samples=samples, score=score, model=model, run_name=name, config=config, ranks=ranks,
@@ -171,14 +175,21 @@ def evaluate_tap(*, dataset_location, dataset_name='davis', query_mode='first', 
                     line=PAPER_LINE if first else TAPVID_LINE)
 
 
-def evaluate_pod(*, dataset_location, dset='test', N=256, options, run):
-    """PointOdyssey: N tracks per sequence that pass the original's filter, from frame 0."""
-    score = partial(score_disk_sample, frames_of=PointOdysseyDataset.frames, options=options,
-                    skip_reason='no track passes the filter (visible at frame 0 and in 8 frames)')
+def evaluate_pod(*, dataset_location, dset='test', N=256, options, run, zero_motion=False):
+    """PointOdyssey: N tracks per sequence that pass the original's filter, from frame 0;
+    with ``zero_motion``, the same tracks left at their frame-0 positions (no model)."""
+    skip_reason = 'no track passes the filter (visible at frame 0 and in 8 frames)'
+    if zero_motion:
+        score = partial(score_zero_motion, options=options, skip_reason=skip_reason)
+    else:
+        score = partial(score_disk_sample, frames_of=PointOdysseyDataset.frames, options=options,
+                        skip_reason=skip_reason)
     config = dict(benchmark='pod', dataset_location=str(dataset_location), dset=dset, N=N)
+    if zero_motion:  # a baseline's results file never resumes a model's
+        config['zero_motion'] = True
     check_count('--N', N, minimum=1)
     return evaluate(dataset=partial(PointOdysseyDataset, dataset_location, dset=dset, N=N), score=score, config=config,
-                    options=options, run=run, exp_name='pod01')
+                    options=options, run=run, exp_name='pod01', with_model=not zero_motion)
 
 
 def evaluate_cro(*, dataset_location, clip_len=1000, min_clip_len=128, options, run):

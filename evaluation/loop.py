@@ -48,12 +48,15 @@ class VideosFailed(DatasetError):
     """Some videos could not be read or tracked (each was reported); --resume retries them."""
 
 
-def start_benchmark(ranks, *, B, S, iters, exp_name, init_dir, stride=8):
+def start_benchmark(ranks, *, B, S, iters, exp_name, init_dir, stride=8, with_model=True):
     """(run name, model) of a test script: one name for all ranks (the original's, e.g.
-    1_128_i16_tap01_153012), the model on this rank's device; rank 0 prints both."""
+    1_128_i16_tap01_153012), the model on this rank's device (None without
+    ``with_model``); rank 0 prints both."""
     name = ranks.broadcast(runs.run_name(f'{B}_{S}_i{iters}', exp_name))
     if ranks.is_main:
         print('model_name', name)
+    if not with_model:
+        return name, None
     model = load_pips(init_dir, ranks.device, stride)
     if ranks.is_main:
         count_parameters(model)

@@ -125,6 +125,19 @@ def score_frame0(model, sample, sw, *, frames, vis_frames, options):
     return metrics, curves, tracks
 
 
+def score_zero_motion(model, sample, sw, *, skip_reason, options):
+    """The zero-motion baseline on one video: every point left at its frame-0 position,
+    measured as ``score_frame0`` measures tracks (``model`` and ``sw`` are not used; no
+    frame is read). Returns (metrics, curves)."""
+    trajs_g = np.asarray(sample['trajs'], dtype=np.float64)  # T,N,2
+    if trajs_g.shape[1] == 0:
+        raise SkipVideo(skip_reason)
+    trajs_e = np.repeat(trajs_g[:1], len(trajs_g), axis=0)
+    video_size = (int(sample['H']), int(sample['W']))
+    return score_tracks(trajs_e, trajs_g, np.asarray(sample['valids'], dtype=np.float32), options.image_size,
+                        video_size)
+
+
 def score_disk_sample(model, sample, sw, *, frames_of, skip_reason, options):
     """``score_frame0`` for a sample whose frames are read from disk (CroHD,
     PointOdyssey): ``frames_of(sample)`` gives its frames, read on demand: iterable, with a

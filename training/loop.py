@@ -12,6 +12,10 @@ a step in progress finishes (weights, optimizer and schedule move together, and 
 is cut while it holds a lock), and so does a checkpoint being written. Two stops save
 nothing: a NaN loss (the weights that gave it are suspect) and a checkpoint that cannot be
 written.
+
+``run(cfg, samples, on_save=fn)`` calls ``fn(step, folder)`` on rank 0 after each
+checkpoint the steps or the final save write, between steps (outside the step line's time,
+and open to a stop signal): to evaluate the checkpoints of a run as it goes.
 """
 
 import contextlib
@@ -148,40 +152,45 @@ class Trainer:
 
     def save(self, step):
         """Write the checkpoint of ``step`` (rank 0; once per step), whole even if a stop
-        signal comes meanwhile."""
-        if self.cfg.is_main and step != self.saved_step:
+        signal comes meanwhile; returns whether it wrote one."""
+        wrote = self.cfg.is_main and step != self.saved_step
+        if wrote:
             with interrupts.deferred():
                 saverloader.save(self.run_dir, self.optimizer, self.bare_model, step, scheduler=self.scheduler,
                                  keep_latest=self.cfg.keep_latest)
         self.saved_step = step
+        return wrote
 
     @property
     def run_dir(self):
         return os.path.join(self.cfg.ckpt_dir, self.cfg.name)
 
 
-def train_steps(cfg, trainer, logger):
+def train_steps(cfg, trainer, logger, on_save=None):
     """The steps after the restored one up to --max_iters, saving and validating; each whole
-    but for its waits for data (see the module docstring)."""
+    but for its waits for data (see the module docstring); ``on_save`` after each save."""
     for step in range(trainer.start_step + 1, cfg.max_iters + 1):
         with interrupts.deferred():
-            train_one(cfg, trainer, logger, step)
+            saved = train_one(cfg, trainer, logger, step)
+        if saved and on_save is not None:
+            on_save(step, trainer.run_dir)
 
 
 def train_one(cfg, trainer, logger, step):
-    """Step ``step``: the optimizer step, its checkpoint and validation when due, the step line."""
+    """Step ``step``: the optimizer step, its checkpoint and validation when due, the step line;
+    returns whether it wrote a checkpoint."""
     step_start = time.time()
     sw = logger.summ_writer('t', step)
     if sw is not None:
         sw.summ_scalar('_/current_lr', trainer.optimizer.param_groups[0]['lr'])
     loss, metrics, read_time = trainer.train_step(step, sw)
     logger.update('t', metrics, sw)
-    if step % cfg.save_freq == 0:
-        trainer.save(step)
+    saved = step % cfg.save_freq == 0 and trainer.save(step)
     if cfg.is_main and cfg.val_freq and step % cfg.val_freq == 0:
         sw_v = logger.summ_writer('v', step)
         logger.update('v', trainer.validate(step, sw_v), sw_v)
     logger.step_line(step, read_time, time.time() - step_start, loss.item())
+    return saved
 
 
 def save_before_stopping(trainer, logger, exc):
@@ -196,13 +205,14 @@ def save_before_stopping(trainer, logger, exc):
     return f'step {step} is saved in {trainer.run_dir}; resume with --init_dir={trainer.cfg.name}'
 
 
-def run(cfg, samples):
-    """Train (see the module docstring): build, loop, save at the end or on a stop."""
+def run(cfg, samples, on_save=None):
+    """Train (see the module docstring): build, loop, save at the end or on a stop;
+    ``on_save(step, folder)`` after each checkpoint written (not a stop's)."""
     trainer = Trainer(cfg, samples)
     logger = Logger(cfg)
     trainer.model.train()
     try:
-        train_steps(cfg, trainer, logger)
+        train_steps(cfg, trainer, logger, on_save)
     except (NonFiniteLoss, CheckpointError):
         raise  # nothing worth saving, or nothing can be saved
     except (KeyboardInterrupt, Exception) as exc:
@@ -212,7 +222,8 @@ def run(cfg, samples):
         raise
     finally:
         logger.close()
-    trainer.save(trainer.done_step)
+    if trainer.save(trainer.done_step) and on_save is not None:
+        on_save(trainer.done_step, trainer.run_dir)
     if cfg.world > 1:  # every rank must end with the same weights
         checksum = sum(p.detach().double().sum().item() for p in trainer.bare_model.parameters())
         print(f'rank {cfg.rank}: weights checksum {checksum:.10f}', flush=True)

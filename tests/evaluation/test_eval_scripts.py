@@ -7,9 +7,11 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datasets.common import DatasetError
+from datasets.pointodysseydataset_fullseq import PointOdysseyTestSequences
 from evaluation.benchmarks import RunSettings, evaluate_cro, evaluate_pod, evaluate_tap
 from evaluation.results import ResultsError
 from saverloader import CheckpointError
@@ -19,6 +21,7 @@ from tests.fixtures.scripts import ROOT
 from tests.golden import DATA
 from tracking import BENCHMARK
 from utils.errors import SettingsError
+from utils.metrics import paper_metrics
 
 TAPVID_DEV = os.path.join(DATA, 'tapvid_dev')
 
@@ -148,6 +151,21 @@ def test_pod_end_to_end(tmp_path, golden_checkpoint, legacy):
     result = read_json(tmp_path / 'out.json')
     assert [v['name'] for v in result['per_video']] == ['seq_000']
     assert 0 <= result['mean']['d_avg'] <= 100
+
+
+def test_pod_zero_motion_baseline_holds_each_point_at_its_frame_0_position(tmp_path):
+    write_dataset(str(tmp_path / 'pod'), dset='test', n_seqs=2, T=12, H=128, W=192, N=80)
+    options = BENCHMARK.replace(S=8, iters=1, image_size=(128, 192))
+    means = evaluate_pod(dataset_location=str(tmp_path / 'pod'), N=16, options=options, zero_motion=True,
+                         run=settings(tmp_path, './nowhere'))  # no model is loaded
+    expected = []
+    for sample in PointOdysseyTestSequences(str(tmp_path / 'pod'), dset='test', N=16):
+        trajs = torch.from_numpy(sample['trajs'])[None]  # 1,T,n,2 at the model's size already
+        expected.append(paper_metrics(trajs[:, :1].expand_as(trajs), trajs, sample['valids'][None], 128, 192))
+    assert len(expected) == 2 and expected[0]['d_avg'] < 100  # the fixture's points move
+    for key, value in means.items():
+        assert value == pytest.approx(np.mean([e[key] for e in expected]), rel=1e-6), key
+    assert read_json(tmp_path / 'out.json')['mean'] == means
 
 
 def test_missing_checkpoint_says_what_to_do(tmp_path):

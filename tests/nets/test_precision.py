@@ -1,10 +1,12 @@
-"""Inference precision (nets.precision): bf16 and fp16 against float32 on the golden weights."""
+"""Precision (nets.precision): bf16 and fp16 inference against float32 on the golden weights;
+which devices train in them (the CPU flags mocked)."""
 
 import pytest
 import torch
 
+import nets.precision
 from nets.pips2 import Pips
-from nets.precision import inference_precision
+from nets.precision import inference_precision, training_autocast
 from tests.golden import golden_state_dict, load_case
 
 
@@ -66,3 +68,36 @@ def test_bf16_autocast_training_step_has_float32_gradients():
     assert model.fnet.conv1.weight.grad.abs().sum() > 0
     assert model.delta_block.dense.weight.grad.abs().sum() > 0
 
+
+
+def cpuinfo_with_flags(tmp_path, flags):
+    """A /proc/cpuinfo-like file of two processors with ``flags``."""
+    block = f'processor\t: {{}}\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx2 avx512f {flags}\n\n'
+    path = tmp_path / 'cpuinfo'
+    path.write_text(block.format(0) + block.format(1))
+    return str(path)
+
+
+@pytest.mark.parametrize('flag', ['avx512_bf16', 'amx_bf16'])
+def test_bf16_training_autocast_on_a_cpu_with_bf16_matrix_units(tmp_path, monkeypatch, flag):
+    monkeypatch.setattr(nets.precision, 'CPUINFO', cpuinfo_with_flags(tmp_path, f'amx_tile {flag}'))
+    autocast, scaler = training_autocast('bf16', 'cpu')
+    with autocast():
+        assert torch.is_autocast_enabled('cpu') and torch.get_autocast_dtype('cpu') == torch.bfloat16
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    assert not scaler.is_enabled()  # bf16 keeps float32's range: no loss scaling
+
+
+@pytest.mark.parametrize('flags', ['avx512_vnni amx_tile amx_int8', None])  # None: no /proc/cpuinfo
+def test_bf16_training_refused_on_a_cpu_without_bf16_matrix_units(tmp_path, monkeypatch, flags):
+    path = cpuinfo_with_flags(tmp_path, flags) if flags else str(tmp_path / 'no_such_file')
+    monkeypatch.setattr(nets.precision, 'CPUINFO', path)
+    with pytest.raises(ValueError, match=r'^amp=bf16 on the CPU needs bf16 matrix units \(amx_bf16 or avx512_bf16 '
+                                         r'among the flags of .*\), which this CPU lacks; leave --amp empty'):
+        training_autocast('bf16', 'cpu')
+    assert training_autocast('', 'cpu')[1].is_enabled() is False  # float32 training is always there
+
+
+def test_fp16_training_needs_cuda():
+    with pytest.raises(ValueError, match=r'^amp=fp16 needs a CUDA device \(on the CPU, use bf16\)$'):
+        training_autocast('fp16', 'cpu')

@@ -16,6 +16,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import nets.precision
 import training
 from datasets.common import DatasetError
 from nets.pips2 import Pips
@@ -34,14 +35,14 @@ def export_root(tmp_path_factory):
     return export_fixture_clips(str(tmp_path_factory.mktemp('train_data')))
 
 
-def train(export_root, tmp_path, capsys, wrap_samples=None, **changes):
+def train(export_root, tmp_path, capsys, wrap_samples=None, on_save=None, **changes):
     """training.run in this process on the exported clips, as train.py runs it (the stream
     through ``wrap_samples`` if given); returns what it printed."""
     capsys.readouterr()
     cfg = training.setup(make_config(ckpt_dir=str(tmp_path / 'ckpt'), log_dir=str(tmp_path / 'logs'), **changes),
                          quick_settings={})
     samples = training.export_samples(cfg, dataset_location=export_root, dataset_version=EXPORT_VERSION, clip_N=16)
-    training.run(cfg, wrap_samples(samples) if wrap_samples else samples)
+    training.run(cfg, wrap_samples(samples) if wrap_samples else samples, on_save=on_save)
     return capsys.readouterr().out
 
 
@@ -82,6 +83,32 @@ def test_steps_checkpoints_and_tensorboard(export_root, tmp_path, capsys):
     events = EventAccumulator(str(tmp_path / 'logs' / run / 't'), size_guidance={'images': 0})
     events.Reload()
     assert '_/current_lr' in events.Tags()['scalars']
+
+
+def test_on_save_gets_each_checkpoint_after_its_step_line(export_root, tmp_path, capsys):
+    seen = []
+
+    def on_save(step, folder):
+        seen.append((step, sorted(os.listdir(folder)), steps_printed(capsys.readouterr().out)))
+
+    train(export_root, tmp_path, capsys, on_save=on_save, max_iters=5, save_freq=2, val_freq=0)
+    assert seen == [(2, ['model-000000002.pth'], [1, 2]),
+                    (4, ['model-000000002.pth', 'model-000000004.pth'], [3, 4]),
+                    (5, ['model-000000004.pth', 'model-000000005.pth'], [5])]  # the final save, keep_latest=2
+
+
+def test_bf16_training_on_a_cpu_with_bf16_matrix_units(export_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(nets.precision, 'cpu_flags', lambda: {'avx512f', 'avx512_bf16'})
+    out = train(export_root, tmp_path, capsys, amp='bf16', max_iters=2, val_freq=2, save_freq=2)
+    assert steps_printed(out) == [1, 2]
+    weights = torch.load(run_dir(tmp_path) / 'model-000000002.pth', weights_only=True)['model_state_dict']
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values())
+
+
+def test_bf16_training_refused_at_setup_on_a_cpu_without_them(monkeypatch):
+    monkeypatch.setattr(nets.precision, 'cpu_flags', lambda: {'avx512f', 'avx2'})
+    with pytest.raises(SettingsError, match=r'^--amp=bf16 on the CPU needs bf16 matrix units'):
+        training.setup(make_config(amp='bf16'), quick_settings={})
 
 
 def lr_at(tmp_path, step):
