@@ -76,8 +76,8 @@ class Rule:
             return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
 
-FULL_RULE = Rule(bias=-6.0, appearance=6.0, peak=4.0, consistency=-2.0, threshold=0.5)
-LIGHT_RULE = Rule(bias=-6.0, appearance=6.0, peak=4.0, consistency=None, threshold=0.5)
+FULL_RULE = Rule(bias=-7.99, appearance=8.097, peak=2.335, consistency=-0.558, threshold=0.15)
+LIGHT_RULE = Rule(bias=-10.953, appearance=9.78, peak=2.61, consistency=None, threshold=0.1)
 
 
 def rule_for(options):

@@ -32,7 +32,7 @@ from utils.errors import SettingsError
 ON = dict(iters=2, image_size=None, confidence=True)
 TRAINED = os.environ.get('PIPS_TRAINED_MODEL')  # a folder holding a trained checkpoint, for the slow tests
 TRAINED_OPTIONS = INTERACTIVE.replace(S=8, iters=6, image_size=None)  # the procedural model's own settings
-STATIC_CONSISTENCY = 1.0  # px at 256x256: the most a trained model's check may part from a still point
+DRIFT_CORRELATION = 0.6  # the least correlation of consistency with drift (measured 0.81 with bench_learning's model)
 
 
 def crowd(T, n, seed):
@@ -220,19 +220,25 @@ def trained_model():
 
 
 @pytest.mark.slow
-def test_a_trained_model_is_consistent_on_a_static_scene(trained_model):
+def test_on_a_static_scene_consistency_follows_the_trained_models_drift(trained_model):
+    """On a still video every move is an error: the forward-backward distance must follow
+    the drift of the tracks from their queries (a tracker that holds still gives 0: the
+    test with ``still_model`` above)."""
     T = 16
     video = np.repeat(moving_video(1, 128, 160), T, axis=0)
     grid = np.stack(np.meshgrid(np.arange(16.0, 160, 32), np.arange(16.0, 128, 32)), axis=-1).reshape(-1, 2)
     queries = np.concatenate([np.zeros((len(grid), 1)), grid], axis=1)
-    _, signals = track_signals(trained_model, video, queries, TRAINED_OPTIONS)
-    assert np.nanmax(signals[..., CONSISTENCY]) < STATIC_CONSISTENCY
+    tracks, signals = track_signals(trained_model, video, queries, TRAINED_OPTIONS)
+    drift = np.linalg.norm((tracks.tracks - tracks.tracks[:1]) * 256.0 / np.array([160, 128]), axis=-1)  # T,N
+    assert np.corrcoef(drift.ravel(), signals[..., CONSISTENCY].ravel())[0, 1] > DRIFT_CORRELATION
 
 
 @pytest.mark.slow
 def test_a_point_hidden_by_a_passing_occluder_loses_confidence_while_hidden(trained_model):
     video, hidden = occluded_video(24)
-    confidence = track_points(trained_model, video, [[0, 80.0, 64.0]], TRAINED_OPTIONS).confidence[:, 0]
-    seen = ~hidden
-    seen[0] = False  # the query frame (confidence 1 by definition)
-    assert confidence[hidden].max() < confidence[seen].min()
+    tracks = track_points(trained_model, video, [[0, 80.0, 64.0]], TRAINED_OPTIONS)
+    confidence, visible = tracks.confidence[:, 0], tracks.visible[:, 0]
+    before = np.arange(len(hidden)) < np.argmax(hidden)
+    before[0] = False  # the query frame (confidence 1 by definition)
+    assert confidence[hidden].max() < confidence[before].min()
+    assert visible[before].all() and not visible[hidden][1:].any()  # from the occluder's second frame on
