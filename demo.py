@@ -5,11 +5,12 @@
     python demo.py --grid_stride=8          # dense: every 8th pixel of frame 0
 
 Writes <out_dir>/<name>.npz (trajs T,N,2 in the video's pixels, queries N,3, fps and the
-settings), the other --formats chosen (csv, tapvid), <out_dir>/<name>.mp4 (the video with
-coloured trails, H.264) and the original's tensorboard gifs under <log_dir>. The original's
-arguments and defaults are kept. The arguments, the video, the queries and the output
-folders are checked before any work; an output that would overwrite an input (--out_dir
-holding the video) is refused.
+settings, and visibs T,N and confidence T,N unless --confidence=False), the other --formats
+chosen (csv, tapvid), <out_dir>/<name>.mp4 (the video with coloured trails, points predicted
+not visible as hollow rings, H.264) and the original's tensorboard gifs under <log_dir>. The
+original's arguments and defaults are kept. The arguments, the video, the queries and the
+output folders are checked before any work; an output that would overwrite an input
+(--out_dir holding the video) is refused.
 """
 
 import os
@@ -85,14 +86,18 @@ def gif_logger(writer, model_name, n_windows, log_freq):
 
 def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16, image_size=(512, 896),
          max_iters=4, shuffle=False, log_freq=1, log_dir='./logs_demo', init_dir=DEFAULT_MODEL,
-         device=None, out_dir='./demo_outputs', queries=None, grid_stride=None, precision='fp32', formats='npz'):
+         device=None, out_dir='./demo_outputs', queries=None, grid_stride=None, precision='fp32', formats='npz',
+         confidence=True, consistency=True):
     """Track a grid of N points (or --queries, a .csv/.npy of t,x,y rows in video pixels at any
     frame, or --grid_stride=k: every k-th pixel of frame 0) through the first --max_iters*S frames
     (0: the whole video), every --timestride-th frame, at --image_size. --shuffle is accepted for
     compatibility and unused. --precision=bf16|fp16 runs the matrix products in low precision
     (fastest on GPUs; fp32 gives the published numbers). --formats=npz,csv,tapvid: the track
-    files to write (tracking/formats.py; the .npz is always written)."""
-    options = INTERACTIVE.replace(S=S, iters=iters, image_size=image_size, precision=precision)
+    files to write (tracking/formats.py; the .npz is always written). --confidence=False leaves
+    out visibility and confidence; --consistency=False their forward-backward check
+    (docs/confidence.md)."""
+    options = INTERACTIVE.replace(S=S, iters=iters, image_size=image_size, precision=precision,
+                                  confidence=confidence, consistency=consistency)
     check_demo_arguments(timestride, max_iters, log_freq)
     filename = beside(str(filename), DEFAULT_VIDEO, HERE)
     init_dir = beside(init_dir, DEFAULT_MODEL, HERE)
@@ -125,15 +130,16 @@ def main(filename=DEFAULT_VIDEO, S=48, N=1024, stride=8, timestride=1, iters=16,
     n_windows = sum(-(-(T - 1 - t) // (S - 1)) for t in np.unique(points[:, 0]).astype(int))  # forward windows
     start_time = time.time()
     try:
-        trajs = track_points(model, frames(), points, options, num_frames=T, progress=True,
-                             on_window=gif_logger(writer, model_name, n_windows, log_freq))
+        tracks = track_points(model, frames(), points, options, num_frames=T, progress=True,
+                              on_window=gif_logger(writer, model_name, n_windows, log_freq))
     except torch.cuda.OutOfMemoryError as exc:
         raise SettingsError(OUT_OF_MEMORY) from exc
     total = time.time() - start_time
     writer.close()
     print('tracked %d points through %d frames in %.1f s: %.2f frames/s, %.0f point-frames/s' % (
         len(points), T, total, T / total, len(points) * T / total))
-    write_outputs(paths, trajs=trajs, queries=points, fps=fps / timestride, settings=settings, frames=frames())
+    write_outputs(paths, trajs=tracks.tracks, queries=points, fps=fps / timestride, settings=settings,
+                  frames=frames(), visible=tracks.visible, confidence=tracks.confidence)
     print(f'wrote {", ".join(paths.values())}; tensorboard gifs under {log_dir}/{model_name}')
 
 

@@ -11,7 +11,12 @@ which changes neither time nor memory):
 - memory: peak memory of a one-pass frame stream (a generator) with one query on its last
   frame, for several video lengths;
 - dense: peak memory of a grid of N points on frame 0, for several N;
-- online: ``TrackStream`` throughput (frames/s) and the time a frame takes to become final.
+- online: ``TrackStream`` throughput (frames/s) and the time a frame takes to become final;
+- confidence: the time of tracking with confidence off, with appearance and peak only
+  (``consistency=False``) and with every signal (the forward-backward check too), the
+  three in turn (in a rotated order) in each of --repeats processes after a warm-up run,
+  the fastest of each kept (wall clock, and CPU time of the process, which other
+  processes on a shared machine disturb less; on the CPU with one thread).
 """
 
 import json
@@ -116,7 +121,33 @@ def run_online(device, T, H, W, N, S, iters):
             'max_delay_s': float(np.max(delays)), 'max_delay_frames': int(np.max(frame_delays))}
 
 
-CASES = {'queries': run_queries, 'memory': run_memory, 'dense': run_dense, 'online': run_online}
+def run_confidence(device, T, H, W, N, S, iters, rotate=0):
+    """Wall and CPU seconds of N frame-0 points with confidence off, light and full, in turn
+    (the order rotated ``rotate`` times), after a warm-up run."""
+    from tracking import INTERACTIVE, track_points
+
+    if device == 'cpu':
+        torch.set_num_threads(1)  # idle threads spin, and their CPU time would count
+    model = build_model(device)
+    video = np.stack(list(textured_frames(T, H, W)))
+    rng = np.random.default_rng(0)
+    queries = np.stack([np.zeros(N), rng.uniform(0, W - 1, N), rng.uniform(0, H - 1, N)], axis=1)
+    options = INTERACTIVE.replace(S=S, iters=iters, image_size=None)
+    track_points(model, video[:S + 1], queries[:4], options)  # first calls allocate and initialise
+    modes = [('off', options.replace(confidence=False)), ('light', options.replace(consistency=False)),
+             ('full', options)]
+    out = {}
+    for mode, mode_options in modes[rotate:] + modes[:rotate]:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        track_points(model, video, queries, mode_options)
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        out[f'{mode}_s'], out[f'{mode}_cpu_s'] = time.perf_counter() - start, time.process_time() - start_cpu
+    return out
+
+
+CASES = {'queries': run_queries, 'memory': run_memory, 'dense': run_dense, 'online': run_online,
+         'confidence': run_confidence}
 
 
 def measure(case, device, **kwargs):
@@ -137,8 +168,8 @@ def in_subprocess(case, device, **kwargs):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(cases='queries,memory,dense,online', device=None, lengths=(200, 1200), dense_points=(1000, 4000, 16000),
-         size=(128, 160), S=8, iters=4, child=False, **kwargs):
+def main(cases='queries,memory,dense,online,confidence', device=None, lengths=(200, 1200),
+         dense_points=(1000, 4000, 16000), size=(128, 160), S=8, iters=4, repeats=3, child=False, **kwargs):
     """Print the figures of each case (see the module docstring)."""
     device = default_device(device)
     cases = cases.split(',') if isinstance(cases, str) else list(cases)
@@ -167,6 +198,16 @@ def main(cases='queries,memory,dense,online', device=None, lengths=(200, 1200), 
         r = in_subprocess('online', device, T=4 * S + 1, H=H, W=W, N=256, S=S, iters=iters)
         print(f'online: 256 points: {r["frames_per_s"]:.1f} frames/s; a frame is final {r["mean_delay_s"]:.2f} s '
               f'after its push on average (max {r["max_delay_s"]:.2f} s, {r["max_delay_frames"]} frames)')
+    if 'confidence' in cases:  # the interactive preset's 16 iterations (the check's share depends on them)
+        runs = [in_subprocess('confidence', device, T=2 * 16 + 1, H=256, W=256, N=64, S=16, iters=16, rotate=k % 3)
+                for k in range(repeats)]
+        r = {key: min(run[key] for run in runs) for key in runs[0]}
+        for clock, suffix in (('wall', '_s'), ('CPU', '_cpu_s')):
+            off = r[f'off{suffix}']
+            print(f'confidence ({clock} time, fastest of {repeats}): 64 points, 33 frames at 256x256, S=16, '
+                  f'16 iterations: off {off:.1f} s, appearance + peak {r[f"light{suffix}"]:.1f} s '
+                  f'({r[f"light{suffix}"] / off:.2f}x), every signal {r[f"full{suffix}"]:.1f} s '
+                  f'({r[f"full{suffix}"] / off:.2f}x)')
 
 
 if __name__ == '__main__':

@@ -6,6 +6,8 @@ Each builds its dataset and scoring function and runs the shared loop
 - ``evaluate_tap``: TAP-Vid (DAVIS, Kinetics, RGB-Stacking), the original protocol
   (frame-0 queries; paper and TAP-Vid metrics of the same tracks) or the TAP-Vid
   protocols (256x256 frames, queries at the first visible frame or every 5th frame);
+  with ``options.confidence`` also the TAP-Vid occlusion metrics of the predicted
+  visibility (``*_predvis``), next to the all-visible ones;
 - ``evaluate_cro``: CroHD head tracking, 1000-frame clips;
 - ``evaluate_pod``: PointOdyssey test sequences (or, with ``zero_motion``, the baseline
   that leaves every point at its frame-0 position).
@@ -28,8 +30,10 @@ from datasets.tapviddataset_fullseq import PICKLES, TapVidDavis, tapvid_protocol
 from evaluation.loop import check_outputs, run_benchmark, start_benchmark
 from evaluation.plots import track_curves
 from evaluation.scoring import (
+    OCCLUSION_METRICS,
     PAPER_LINE,
     PAPER_METRICS,
+    PREDVIS_METRICS,
     TAPVID_LINE,
     TAPVID_METRICS,
     SkipVideo,
@@ -101,12 +105,25 @@ def evaluate(*, dataset, score, config, options, run, exp_name, metric_names=PAP
         ranks.stop()
 
 
-def tapvid_scores(query_points, gt_points, gt_occluded, pred_tracks, mode):
-    """TAP-Vid metrics of one video with all points predicted visible (floats)."""
-    pred_occluded = np.zeros_like(gt_occluded)
-    metrics = compute_tapvid_metrics(query_points[None], gt_occluded[None], gt_points[None],
-                                     pred_occluded[None], pred_tracks[None], mode)
-    return {key: float(value[0]) for key, value in metrics.items()}
+def tapvid_scores(query_points, gt_points, gt_occluded, pred_tracks, mode, pred_visible=None):
+    """TAP-Vid metrics of one video (floats) with all points predicted visible and, given
+    ``pred_visible`` (N,T bool, from confidence), the ``PREDVIS_METRICS`` with that."""
+
+    def scores(pred_occluded):
+        metrics = compute_tapvid_metrics(query_points[None], gt_occluded[None], gt_points[None],
+                                         pred_occluded[None], pred_tracks[None], mode)
+        return {key: float(value[0]) for key, value in metrics.items()}
+
+    metrics = scores(np.zeros_like(gt_occluded))
+    if pred_visible is not None:
+        predicted = scores(~np.asarray(pred_visible, dtype=bool))
+        metrics.update({name: predicted[key] for name, key in zip(PREDVIS_METRICS, OCCLUSION_METRICS)})
+    return metrics
+
+
+def transposed(visible):
+    """N,T of a T,N visibility, or None."""
+    return None if visible is None else visible.T
 
 
 def score_tap_first(model, sample, sw, *, options):
@@ -115,16 +132,16 @@ def score_tap_first(model, sample, sw, *, options):
         raise SkipVideo('no point is visible at frame 0')
     rgbs = sample['rgbs']
     H, W = rgbs.shape[-2:]
-    metrics, curves, trajs_e = score_frame0(model, {**sample, 'H': H, 'W': W}, sw, frames=rgbs,
-                                            vis_frames=rgbs[:options.S:4].permute(0, 2, 3, 1).numpy(),
-                                            options=options)
+    metrics, curves, tracks = score_frame0(model, {**sample, 'H': H, 'W': W}, sw, frames=rgbs,
+                                           vis_frames=rgbs[:options.S:4].permute(0, 2, 3, 1).numpy(),
+                                           options=options)
     # the same tracks in the TAP-Vid convention: 256 x 256 pixels, queries at frame 0
     to_256 = np.array([256.0 / (W - 1), 256.0 / (H - 1)])
     visible0 = ~sample['occluded'][:, 0]
     gt_points = sample['points'][visible0] * 256.0  # N,T,2
     queries = np.stack([np.zeros(len(gt_points)), gt_points[:, 0, 1], gt_points[:, 0, 0]], axis=1)
     metrics.update(tapvid_scores(queries, gt_points, sample['occluded'][visible0],
-                                 (trajs_e * to_256).transpose(1, 0, 2), 'first'))
+                                 (tracks.tracks * to_256).transpose(1, 0, 2), 'first', transposed(tracks.visible)))
     return metrics, curves
 
 
@@ -136,11 +153,11 @@ def score_tapvid(model, sample, sw, *, options, mode):
     if len(protocol['query_points']) == 0:
         raise SkipVideo('no visible point to query')
     queries = protocol['query_points'][:, [0, 2, 1]]  # [t, y, x] -> (t, x, y)
-    tracks = track_points(model, protocol['rgbs'], queries, options)  # T,Q,2
+    tracks = track_points(model, protocol['rgbs'], queries, options)  # T,Q,2 and T,Q
     target = protocol['target_points'].transpose(1, 0, 2)  # T,Q,2
-    curves = track_curves(np.linalg.norm(tracks - target, axis=-1), ~protocol['occluded'].T, queries[:, 0])
+    curves = track_curves(np.linalg.norm(tracks.tracks - target, axis=-1), ~protocol['occluded'].T, queries[:, 0])
     return tapvid_scores(protocol['query_points'], protocol['target_points'], protocol['occluded'],
-                         tracks.transpose(1, 0, 2), mode), curves
+                         tracks.tracks.transpose(1, 0, 2), mode, transposed(tracks.visible)), curves
 
 
 def evaluate_tap(*, dataset_location, dataset_name='davis', query_mode='first', options, run):
@@ -151,10 +168,10 @@ def evaluate_tap(*, dataset_location, dataset_name='davis', query_mode='first', 
     score = (partial(score_tap_first, options=options) if first else
              partial(score_tapvid, options=options, mode=query_mode.split('_')[1]))
     config = dict(benchmark='tap', dataset_location=str(dataset_location), dataset_name=dataset_name,
-                  query_mode=query_mode)
+                  query_mode=query_mode, confidence=options.confidence, consistency=options.consistency)
+    metric_names = (PAPER_METRICS if first else []) + TAPVID_METRICS + (PREDVIS_METRICS if options.confidence else [])
     return evaluate(dataset=partial(TapVidDavis, dataset_location, dataset_name), score=score, config=config,
-                    options=options, run=run, exp_name='tap01',
-                    metric_names=PAPER_METRICS + TAPVID_METRICS if first else TAPVID_METRICS,
+                    options=options, run=run, exp_name='tap01', metric_names=metric_names,
                     line=PAPER_LINE if first else TAPVID_LINE)
 
 

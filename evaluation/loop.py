@@ -32,7 +32,7 @@ from tqdm import tqdm
 from datasets.common import DatasetError
 from evaluation.plots import write_plots
 from evaluation.results import ResultsFile, json_text, part_paths, refuse_earlier_results, valid_json
-from evaluation.scoring import PAPER_LINE, PAPER_METRICS, TAPVID_METRICS, SkipVideo
+from evaluation.scoring import FRACTION_METRICS, PAPER_LINE, PAPER_METRICS, SkipVideo
 from tracking.model import load_pips
 from utils import interrupts, runs
 from utils.errors import PipsError, SettingsError
@@ -99,7 +99,7 @@ class Progress:
         text = '%s; step %06d/%d; rtime %.2f; itime %.2f' % (self.run_name, record['index'] + 1, self.total,
                                                              rtime, itime)
         for label, key in self.line:
-            scale = 100.0 if key in TAPVID_METRICS else 1.0  # TAP-Vid fractions shown as percentages
+            scale = 100.0 if key in FRACTION_METRICS else 1.0  # TAP-Vid fractions shown as percentages
             text += '; %s %.1f' % (label, self.pools[key].mean() * scale)
         for key, pool in self.pools.items():
             sw.summ_scalar(f'_/{key}', pool.mean())
@@ -132,7 +132,7 @@ def report(records, *, metric_names, out_json, plot_prefix, writer, total):
     means, undefined = metric_means(per_video, metric_names)
     table = PrettyTable(['metric', 'mean'])
     for key, value in means.items():
-        table.add_row([key, f'{value:.4f}' if key in TAPVID_METRICS else f'{value:.2f}'])
+        table.add_row([key, f'{value:.4f}' if key in FRACTION_METRICS else f'{value:.2f}'])
     print(f'{len(per_video)} videos scored, {len(skipped)} skipped, {len(failed)} failed')
     print(table)
     for key, names in undefined.items():

@@ -156,3 +156,25 @@ def write_plots(per_video, named_curves, prefix, writer=None, step=0):
             writer.add_figure(f'plots/{name}', figure, global_step=step)
         plt.close(figure)
     return paths
+
+
+def write_calibration_plot(path, curves, trust_distance):
+    """The calibration of confidence as a PNG: per curve ``(label, bin centres, share
+    trusted, count)`` (``evaluation.confidence.calibration``), the share of positions that
+    are visible and within ``trust_distance`` px against the confidence they were given,
+    and below it how many positions each bin holds."""
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 6.5), dpi=100, height_ratios=(3, 1), sharex=True)
+    ax.plot([0, 1], [0, 1], color='0.6', linestyle='--', linewidth=1, label='perfectly calibrated')
+    width = 1.0 / (len(curves[0][1]) * (len(curves) + 1))
+    for k, (label, centres, share, count) in enumerate(curves):
+        ax.plot(centres, share, marker='o', linewidth=2, label=label)
+        counts.bar(centres + (k - (len(curves) - 1) / 2) * width, count, width=width, label=label)
+    ax.set(ylabel=f'share visible and within {trust_distance:g} px', xlim=(0, 1), ylim=(0, 1),
+           title='Calibration of confidence (held-out procedural sequences)')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='upper left')
+    counts.set(xlabel='confidence', ylabel='positions', yscale='log')
+    counts.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

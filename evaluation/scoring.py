@@ -20,6 +20,11 @@ PAPER_METRICS = ['d_1', 'd_2', 'd_4', 'd_8', 'd_16', 'd_avg', 'survival', 'media
 TAPVID_METRICS = (['occlusion_accuracy'] + [f'pts_within_{t}' for t in (1, 2, 4, 8, 16)]
                   + [f'jaccard_{t}' for t in (1, 2, 4, 8, 16)]
                   + ['average_pts_within_thresh', 'average_jaccard'])
+# The TAP-Vid metrics that depend on predicted occlusion, measured again with the visibility
+# that confidence predicts (tracking.confidence); the keys above keep all points visible.
+OCCLUSION_METRICS = ['occlusion_accuracy'] + [f'jaccard_{t}' for t in (1, 2, 4, 8, 16)] + ['average_jaccard']
+PREDVIS_METRICS = [f'{key}_predvis' for key in OCCLUSION_METRICS]
+FRACTION_METRICS = TAPVID_METRICS + PREDVIS_METRICS  # fractions in [0, 1] (the paper's are percentages or px)
 PAPER_LINE = [('d_x', 'd_avg'), ('sur_x', 'survival'), ('med_x', 'median_l2')]
 TAPVID_LINE = [('delta_avg', 'average_pts_within_thresh'), ('AJ', 'average_jaccard')]
 
@@ -106,7 +111,7 @@ def score_frame0(model, sample, sw, *, frames, vis_frames, options):
     sample: ``trajs`` T,N,2 and ``valids`` T,N in video pixels, frame size ``H``, ``W``.
     frames: the video (array, tensor or iterable of frames; read once). vis_frames: a few
     frames (every 4th from frame 0, H,W,3 uint8) for tensorboard. options: TrackOptions.
-    Returns (metrics, curves, trajs_e T,N,2).
+    Returns (metrics, curves, the ``tracking.Tracks``).
     """
     trajs_g = np.asarray(sample['trajs'], dtype=np.float64)
     require_frames(len(trajs_g))
@@ -114,10 +119,10 @@ def score_frame0(model, sample, sw, *, frames, vis_frames, options):
     video_size = (int(sample['H']), int(sample['W']))
     queries = np.concatenate([np.zeros((trajs_g.shape[1], 1)), trajs_g[0]], axis=1)
     on_window = animate_windows(sw, trajs_g, valids, options.image_size, video_size)
-    trajs_e = track_points(model, frames, queries, options, num_frames=len(trajs_g), on_window=on_window)
-    metrics, curves = score_tracks(trajs_e, trajs_g, valids, options.image_size, video_size)
-    log_tracks(sw, trajs_e, trajs_g, valids, vis_frames, options.image_size, video_size)
-    return metrics, curves, trajs_e
+    tracks = track_points(model, frames, queries, options, num_frames=len(trajs_g), on_window=on_window)
+    metrics, curves = score_tracks(tracks.tracks, trajs_g, valids, options.image_size, video_size)
+    log_tracks(sw, tracks.tracks, trajs_g, valids, vis_frames, options.image_size, video_size)
+    return metrics, curves, tracks
 
 
 def score_zero_motion(model, sample, sw, *, skip_reason, options):

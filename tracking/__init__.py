@@ -7,14 +7,15 @@
 Modules: ``options`` (``TrackOptions`` and the ``INTERACTIVE`` / ``BENCHMARK`` presets),
 ``queries`` (reading, checking, grids, pixel scales), ``engine`` (the window schedule over
 shared features), ``run`` (``track_points``: offline, any video and queries), ``stream``
-(``TrackStream``: online), ``tracker`` (``Tracker``), ``model`` (``load_pips``) and
-``outputs`` (the files a tracking run writes).
+(``TrackStream``: online), ``tracker`` (``Tracker``), ``model`` (``load_pips``),
+``confidence`` (visibility and confidence from training-free signals) and ``outputs``
+(the files a tracking run writes).
 """
 
 from tracking.model import load_pips
 from tracking.options import BENCHMARK, INTERACTIVE, TrackOptions
-from tracking.run import track_points
+from tracking.run import Tracks, track_points
 from tracking.stream import TrackStream
-from tracking.tracker import Tracker, Tracks
+from tracking.tracker import Tracker
 
 __all__ = ['BENCHMARK', 'INTERACTIVE', 'TrackOptions', 'TrackStream', 'Tracker', 'Tracks', 'load_pips', 'track_points']

@@ -119,10 +119,11 @@ def track_one(model, job, *, out_dir, overlay, formats, options, N, grid_stride)
     options.model_size((H, W))
     queries = batch_queries(job.path, job.queries_path, (T, H, W), N=N, grid_stride=grid_stride,
                             image_size=options.image_size)
-    trajs = track_points(model, iter_video_frames(job.path), queries, options, num_frames=T)
-    write_outputs(output_paths(out_dir, job.name, overlay, formats), trajs=trajs, queries=queries, fps=fps,
-                  settings=job.settings, frames=iter_video_frames(job.path))
-    return len(trajs)
+    tracks = track_points(model, iter_video_frames(job.path), queries, options, num_frames=T)
+    write_outputs(output_paths(out_dir, job.name, overlay, formats), trajs=tracks.tracks, queries=queries, fps=fps,
+                  settings=job.settings, frames=iter_video_frames(job.path), visible=tracks.visible,
+                  confidence=tracks.confidence)
+    return len(tracks.tracks)
 
 
 def track_share(model, jobs, ranks, **options):

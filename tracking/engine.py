@@ -13,6 +13,11 @@ back to end on the last frame (``'shift'``, the original's rule, which defines t
 published numbers) or run short from where the previous window ended (``'short'``:
 nothing already tracked changes, as online tracking needs).
 
+A group may stop before the sweep ends (``stop``; the forward-backward check tracks a
+segment back to its query's frame and no further): its last window follows the same rule.
+With ``signals``, every window also yields the appearance and correlation-peak signals of
+its estimates (``tracking.confidence``), computed on the window's correlation.
+
 ``DiskStore`` keeps tensors in an anonymous temporary file: features that a backward
 pass will need, and the carried target features of very many points.
 """
@@ -22,6 +27,7 @@ import tempfile
 
 import torch
 
+from tracking.confidence import window_signals
 from tracking.options import LAST_WINDOW_RULES
 
 STATE_RAM_BUDGET = 256 << 20  # bytes of carried target features kept in RAM before they go to disk
@@ -123,9 +129,10 @@ class ChunkStates:
 class Group:
     """Queries starting at the same sweep position: their estimates and window schedule."""
 
-    def __init__(self, key, start, xy0):
+    def __init__(self, key, start, xy0, stop=None):
         self.key = key
         self.start = start
+        self.stop = stop  # the position after its last one (None: the end of the sweep)
         self.num_points = len(xy0)
         self.estimates = {start: xy0}  # position -> N,2 model pixels, for windows still to come
         self.window_start = start
@@ -141,15 +148,18 @@ class Group:
 class Sweep:
     """Windows of ``S`` frames for groups of queries over feature maps pushed one by one.
 
-    write(group, start, end, xy): receives the S',N,2 estimates (model pixels) of every
-    window a group runs. on_window(start, end, rgbs, preds_anim), if given, sees every
-    window with its frames (pass them to ``push``).
+    write(group, start, end, xy, signals): receives the S',N,2 estimates (model pixels) of
+    every window a group runs, and with ``signals`` their S',N,2 (appearance, peak share),
+    else None. on_window(start, end, rgbs, preds_anim), if given, sees every window with
+    its frames (pass them to ``push``). ``last_window``: the rule of a group's last window.
     """
 
     def __init__(self, model, S, iters, beautify, write, point_chunk=2048, states=None, on_window=None,
-                 on_progress=None):
+                 on_progress=None, last_window='shift', signals=False):
         if S < 2:
             raise ValueError(f'S (frames per window) must be at least 2; got {S}')
+        if last_window not in LAST_WINDOW_RULES:
+            raise ValueError(f'last_window must be one of {LAST_WINDOW_RULES}; got {last_window!r}')
         self.model = model
         self.S = S
         self.iters = iters
@@ -159,17 +169,22 @@ class Sweep:
         self.states = states or ChunkStates()
         self.on_window = on_window
         self.on_progress = on_progress
+        self.last_window = last_window
+        self.signals = signals
         self.features = {}  # position -> C,H8,W8 for the last S positions
         self.frames = {}  # position -> 3,H,W, only for on_window
         self.groups = []
         self.length = 0
 
-    def add_group(self, key, start, xy0):
+    def add_group(self, key, start, xy0, stop=None):
         """Queries (xy0 N,2 model pixels) that start at position ``start``: the next one to
-        be pushed or later, or the last one pushed."""
+        be pushed or later, or the last one pushed; tracked up to position ``stop`` - 1
+        (None: to the end of the sweep)."""
         if start < self.length - 1:
             raise ValueError(f'queries can start at position {self.length - 1} or later; got {start}')
-        group = Group(key, start, xy0)
+        if stop is not None and stop < start + 2:
+            raise ValueError(f'a group must be tracked over two positions at least; got {start} to {stop - 1}')
+        group = Group(key, start, xy0, stop)
         self.groups.append(group)
         return group
 
@@ -181,23 +196,29 @@ class Sweep:
             self.frames[position] = frame
         self.length += 1
         for group in self.groups:
+            if group.stop is not None and position >= group.stop:
+                continue
             if group.start <= position == group.window_start + self.S - 1:
                 self._run(group, group.window_start, position + 1)
                 group.window_start = position
+            if position + 1 == group.stop:
+                self._close(group, group.stop)
         for old in [p for p in self.features if p <= position - self.S]:
             del self.features[old]
             self.frames.pop(old, None)
 
-    def finish(self, last_window='shift'):
+    def finish(self):
         """Run the last window of every group whose positions are not all tracked."""
-        if last_window not in LAST_WINDOW_RULES:
-            raise ValueError(f'last_window must be one of {LAST_WINDOW_RULES}; got {last_window!r}')
-        end = self.length
         for group in self.groups:
-            if group.covered < end:
-                start = max(end - self.S, group.start) if last_window == 'shift' else group.window_start
-                self._run(group, start, end)
-            group.final_until = end
+            if group.stop is None:
+                self._close(group, self.length)
+
+    def _close(self, group, end):
+        """Track ``group`` up to position ``end`` - 1 with a last window by the rule."""
+        if group.covered < end:
+            start = max(end - self.S, group.start) if self.last_window == 'shift' else group.window_start
+            self._run(group, start, end)
+        group.final_until = end
 
     def _run(self, group, start, end):
         S = end - start
@@ -206,6 +227,7 @@ class Sweep:
         corr = self.model.correlation(fmaps)
         trajs = group.initial_trajs(start, end).to(device)[None]  # 1,S,N,2
         window = torch.empty_like(trajs[0])  # S,N,2
+        signals = torch.empty_like(window) if self.signals else None  # S,N,2: appearance, peak share
         anim = []
         for lo in range(0, group.num_points, self.point_chunk):
             hi = min(lo + self.point_chunk, group.num_points)
@@ -214,12 +236,16 @@ class Sweep:
                                         feat_init=self.states.get(key, S, device), beautify=self.beautify)
             self.states.put(key, refined.feats)
             window[:, lo:hi] = refined.tracks[0]
+            if signals is not None:
+                signals[:, lo:hi] = window_signals(corr, refined.tracks, refined.feats[0], self.model.stride)[0]
             if self.on_window is not None:
                 anim.append(refined.preds_anim)
         if self.on_window is not None:
             rgbs = torch.stack([self.frames[p] for p in range(start, end)])[None]
             self.on_window(start, end, rgbs, [torch.cat(parts, dim=2) for parts in zip(*anim)])
         window = window.to('cpu', torch.float32)
+        if signals is not None:
+            signals = signals.to('cpu', torch.float32)
         for p in range(start, end):
             group.estimates[p] = window[p - start]
         for old in [p for p in group.estimates if p < end - self.S]:
@@ -228,4 +254,4 @@ class Sweep:
             self.on_progress(group.num_points * max(0, end - group.covered))
         group.covered = max(group.covered, end)
         group.final_until = end
-        self.write(group, start, end, window)
+        self.write(group, start, end, window, signals)

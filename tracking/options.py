@@ -6,6 +6,11 @@ frame, no beautify. ``INTERACTIVE`` is what a person tracking a video gets (``Tr
 ``TrackStream``, ``demo.py``, ``track_videos.py``): the original demo's windows of 48
 frames with beautify, and a shorter last window so that no frame is tracked twice (as
 online tracking must). Any field can be changed with ``options.replace(S=16)``.
+
+``confidence`` adds a visibility and a confidence to every point and frame from signals
+the engine computes on the features it already shares (``tracking.confidence``); it never
+changes the tracks. ``BENCHMARK`` leaves it off (the test scripts that report predicted
+visibility turn it on); ``consistency`` adds the forward-backward check to it.
 """
 
 import dataclasses
@@ -33,11 +38,16 @@ class TrackOptions:
     precision: str = 'fp32'  # 'bf16' / 'fp16': autocast of the matrix products (nets/precision.py)
     point_chunk: int = 2048  # points per pass through a window (bounds memory for dense grids)
     spill_dir: str | None = None  # folder of the temporary feature file (None: the system's)
+    confidence: bool = True  # visibility and confidence per point and frame (appearance, correlation peak)
+    consistency: bool = True  # with confidence: the forward-backward check (every frame's features spilled)
 
     def __post_init__(self):
         check_count('S', self.S, minimum=2)
         check_count('iters', self.iters, minimum=1)
         check_count('point_chunk', self.point_chunk, minimum=1)
+        for name in ('confidence', 'consistency'):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f'{name} must be True or False; got {getattr(self, name)!r}')
         if self.image_size is not None:
             object.__setattr__(self, 'image_size', check_size('image_size', self.image_size, minimum=MIN_SIZE))
         if self.last_window not in LAST_WINDOW_RULES:
@@ -67,4 +77,5 @@ class TrackOptions:
 
 
 INTERACTIVE = TrackOptions()
-BENCHMARK = TrackOptions(S=128, iters=16, image_size=(512, 896), beautify=False, last_window='shift')
+BENCHMARK = TrackOptions(S=128, iters=16, image_size=(512, 896), beautify=False, last_window='shift',
+                         confidence=False)

@@ -2,12 +2,14 @@
 
 ``<out_dir>/<name>.npz`` holds ``trajs`` T,N,2 float32 in the video's pixels,
 ``queries`` N,3 (t, x, y), ``fps`` and ``settings`` (JSON: the settings that decided the
-tracks, see ``tracking_settings``); it is always written, last, as the run's record.
-``--formats=npz,csv,tapvid`` (``FORMATS``) adds ``<name>.csv`` and ``<name>.tapvid.pkl``
-(``tracking.formats``). ``<out_dir>/<name>.mp4`` is the video with every track drawn as a
-coloured trail (H.264, plays in a browser). Each is written under a temporary name and
-renamed into place, so a failed or killed run never leaves half a file. Before any work,
-``check_not_inputs`` refuses an output that is one of the inputs.
+tracks, see ``tracking_settings``), and with confidence on ``visibs`` T,N bool (predicted
+visible) and ``confidence`` T,N float32 in [0, 1]; it is always written, last, as the run's
+record. ``--formats=npz,csv,tapvid`` (``FORMATS``) adds ``<name>.csv`` and
+``<name>.tapvid.pkl`` (``tracking.formats``). ``<out_dir>/<name>.mp4`` is the video with
+every track drawn as a coloured trail (H.264, plays in a browser), a point predicted not
+visible as a hollow ring. Each is written under a temporary name and renamed into place,
+so a failed or killed run never leaves half a file. Before any work, ``check_not_inputs``
+refuses an output that is one of the inputs.
 """
 
 import json
@@ -23,8 +25,8 @@ from utils.files import atomic_path
 from utils.video import VideoWriter
 from utils.vis import draw_tracks_stream
 
-# the TrackOptions fields that change tracks
-SETTINGS_FIELDS = ('S', 'iters', 'image_size', 'beautify', 'last_window', 'precision')
+# the TrackOptions fields that change what a run writes: the tracks, and their visibility and confidence
+SETTINGS_FIELDS = ('S', 'iters', 'image_size', 'beautify', 'last_window', 'precision', 'confidence', 'consistency')
 FORMATS = ('npz', 'csv', 'tapvid')
 SUFFIXES = {'npz': '.npz', 'csv': '.csv', 'tapvid': TAPVID_SUFFIX}
 
@@ -71,8 +73,8 @@ def check_not_inputs(outputs, inputs):
 
 
 def tracking_settings(options, **choices):
-    """The settings that decide a run's tracks, as recorded in its .npz: the ``options``
-    fields that change tracks and the run's ``choices`` (checkpoint, queries, ...), as
+    """The settings that decide a run's outputs, as recorded in its .npz: the ``options``
+    fields that change them and the run's ``choices`` (checkpoint, queries, ...), as
     JSON values (tuples become lists, as they read back)."""
     settings = {name: getattr(options, name) for name in SETTINGS_FIELDS}
     return json.loads(json.dumps({**settings, **choices}))
@@ -103,24 +105,26 @@ def write_npz(path, **arrays):
         np.savez(f, **arrays)
 
 
-def write_overlay(path, frames, trajs, fps):
-    """The frames (an iterable of H,W,3 uint8 RGB) with the T,N,2 tracks drawn, as H.264."""
+def write_overlay(path, frames, trajs, fps, visibs=None):
+    """The frames (an iterable of H,W,3 uint8 RGB) with the T,N,2 tracks drawn, as H.264;
+    points not visible (``visibs`` T,N false) as hollow rings."""
     with VideoWriter(path, fps=fps) as video_out:
-        for frame in draw_tracks_stream(frames, trajs):
+        for frame in draw_tracks_stream(frames, trajs, visibs):
             video_out.write(frame)
 
 
 def write_outputs(paths, *, trajs, queries, fps, settings, frames=None, visible=None, confidence=None):
     """Write the overlay and the TAP-Vid file (from one pass over ``frames``, when ``paths``
     has 'mp4' or 'tapvid'), the CSV, and last the .npz, so that an existing .npz means the
-    video is done."""
+    video is done. visible, confidence: T,N, or None when confidence is off."""
     if 'tapvid' in paths:
         frames = JpegRecorder(islice(frames, len(trajs)))
     if 'mp4' in paths:
-        write_overlay(paths['mp4'], frames, trajs, fps)
+        write_overlay(paths['mp4'], frames, trajs, fps, visible)
     if 'tapvid' in paths:
         write_tapvid(paths['tapvid'], trajs, frames.finish(), frames.size, visible=visible)
     if 'csv' in paths:
         write_csv(paths['csv'], trajs, visible, confidence)
+    trust = {} if confidence is None else dict(visibs=visible, confidence=confidence)
     write_npz(paths['npz'], trajs=trajs, queries=np.asarray(queries, dtype=np.float32), fps=np.float32(fps),
-              settings=np.array(json.dumps(settings, sort_keys=True)))
+              settings=np.array(json.dumps(settings, sort_keys=True)), **trust)

@@ -7,10 +7,17 @@ the time-reversed frames; the features that backward passes need are written to 
 anonymous temporary file as they are computed, never held in RAM, and read back in
 reverse. So memory does not grow with the video, for any query layout and any frame
 source (arrays, files, folders, one-pass iterators such as a camera).
+
+With ``options.confidence`` every window also measures the appearance and correlation
+peak of its estimates, and with ``options.consistency`` each track segment is checked by
+tracking it again from its far end to its query's frame (``tracking.confidence``): the
+checks of the forward segments share one reverse sweep with the backward passes, and the
+checks of the backward segments run in one forward sweep over the spilled features.
 """
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,12 +25,21 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nets.precision import inference_precision
+from tracking.confidence import CONSISTENCY, SIGNALS, check_iters, distance_256, rule_for
 from tracking.engine import ChunkStates, DiskStore, Sweep
 from tracking.options import INTERACTIVE
 from tracking.queries import QueryError, check_queries, check_query_frames, model_scale
 from utils.errors import SettingsError
 from utils.files import check_writable, remove, sweep_temporaries, temporary_name
 from utils.video import VideoError
+
+
+class Tracks(NamedTuple):
+    """What tracking returns: ``tracks, visible, confidence = track_points(...)``."""
+
+    tracks: np.ndarray  # T,N,2 float32, the video's pixels; row t of a query is exactly its (x, y)
+    visible: np.ndarray | None  # T,N bool: predicted visible (None when confidence is off)
+    confidence: np.ndarray | None  # T,N float32 in [0, 1], NaN where untracked (None when confidence is off)
 
 
 def frame_to_tensor(frame, device, t=0):
@@ -91,16 +107,27 @@ def check_video_array(frames):
                          f'got shape {tuple(frames.shape)}')
 
 
-class TrackRows:
-    """T,N,2 float32 tracks in video pixels, NaN until written.
+def grown(array, T, N):
+    """``array`` (T0,N0,K, NaN-filled) copied into a NaN-filled one of at least T x N rows."""
+    cap_T, cap_N = array.shape[:2]
+    bigger = np.full((max(T, 2 * cap_T if T > cap_T else cap_T), max(N, 2 * cap_N if N > cap_N else cap_N),
+                      array.shape[2]), np.nan, dtype=array.dtype)
+    bigger[:cap_T, :cap_N] = array
+    return bigger
 
-    Grows as frames and queries come, or, given ``out`` (a path), is a preallocated
-    ``.npy`` memmap of ``num_frames`` x ``num_points``, written as tracking goes under a
-    temporary name: ``save`` moves it to ``out``, ``discard`` deletes it, so a run that
-    fails leaves an existing ``out`` as it was.
+
+class TrackRows:
+    """T,N,2 float32 tracks in video pixels, NaN until written, and with ``signals`` the
+    T,N,3 float32 signals behind confidence (``tracking.confidence.SIGNALS``).
+
+    Grows as frames and queries come, or, given ``out`` (a path), the tracks are a
+    preallocated ``.npy`` memmap of ``num_frames`` x ``num_points``, written as tracking
+    goes under a temporary name: ``save`` moves it to ``out``, ``discard`` deletes it, so a
+    run that fails leaves an existing ``out`` as it was (the signals stay in RAM: 12 bytes
+    per point and frame).
     """
 
-    def __init__(self, num_frames=None, num_points=None, out=None):
+    def __init__(self, num_frames=None, num_points=None, out=None, signals=False):
         self.T = self.N = 0
         self.out = None if out is None else str(out)
         if out is not None:
@@ -110,6 +137,7 @@ class TrackRows:
             self.array[:] = np.nan
         else:
             self.array = np.full((num_frames or 64, num_points or 1, 2), np.nan, dtype=np.float32)
+        self.signals = np.full((*self.array.shape[:2], len(SIGNALS)), np.nan, np.float32) if signals else None
 
     def grow(self, T=None, N=None):
         T, N = max(self.T, T or 0), max(self.N, N or 0)
@@ -118,10 +146,9 @@ class TrackRows:
             if isinstance(self.array, np.memmap):
                 raise VideoError(f'{self.out}: the output file holds {cap_T} frames x {cap_N} points, as '
                                  f'num_frames said; got frame {T - 1}, point {N - 1}')
-            bigger = np.full((max(T, 2 * cap_T if T > cap_T else cap_T), max(N, 2 * cap_N if N > cap_N else cap_N),
-                              2), np.nan, dtype=np.float32)
-            bigger[:cap_T, :cap_N] = self.array
-            self.array = bigger
+            self.array = grown(self.array, T, N)
+            if self.signals is not None:
+                self.signals = grown(self.signals, T, N)
         self.T, self.N = T, N
 
     def save(self):
@@ -145,13 +172,16 @@ class TrackRows:
 class TrackingRun:
     """One tracking job: frames pushed in order, queries added up to the frame they start on.
 
-    The forward sweep runs as frames come; ``finish`` runs the last windows and the
-    backward passes (on features spilled to disk up to frame ``spill_until``; None: all).
+    The forward sweep runs as frames come; ``finish`` runs the last windows, the backward
+    passes and the forward-backward checks (on features spilled to disk up to frame
+    ``spill_until``; None: all). ``rows`` (a ``TrackRows``, with signals when
+    ``options.confidence``) receives the results.
     """
 
     def __init__(self, model, options, rows, *, spill_until=None, on_window=None, on_progress=None):
         self.model = model
         self.options = options
+        self.rule = rule_for(options) if options.confidence else None
         self.device = next(model.parameters()).device
         self.rows = rows
         self.queries = np.zeros((0, 3))
@@ -160,12 +190,15 @@ class TrackingRun:
         self.group_ids = {}  # group key -> query ids
         self.spill_until = spill_until
         self.spill = None
-        self.sweep_args = dict(model=model, S=options.S, iters=options.iters, beautify=options.beautify,
-                               point_chunk=options.point_chunk, on_progress=on_progress)
+        self.sweep_args = dict(model=model, S=options.S, beautify=options.beautify, point_chunk=options.point_chunk,
+                               on_progress=on_progress, last_window=options.last_window)
         self.forward = Sweep(write=self._write_forward, states=ChunkStates(folder=options.spill_dir),
-                             on_window=on_window, **self.sweep_args)
+                             on_window=on_window, iters=options.iters, signals=options.confidence,
+                             **self.sweep_args)
         self.num_frames = 0
         self.size = self.scale = self.model_size = None
+        self.offsets = None  # T,N,2 video pixels: track minus check, on the frames checked
+        self.returns = None  # N,2: the same at the query frame, of the check of the backward segment
 
     def add_queries(self, queries):
         """queries: checked N,3 (t, x, y) in video pixels; t >= the last frame pushed."""
@@ -207,16 +240,24 @@ class TrackingRun:
         self.forward.push(fmap, frame if self.forward.on_window is not None else None)
 
     def finish(self, backward=True):
-        """Run the last forward windows, then the backward passes; returns nothing."""
+        """Run the last forward windows, then the backward passes (with ``backward``) and
+        the forward-backward checks (with ``options.consistency``); returns nothing."""
         if self.num_frames == 0:
             raise VideoError('the video has no frames')
         if self.pending:
             raise QueryError(f'a query is at frame {max(self.pending)} but the video has {self.num_frames} frames')
+        checks = self.options.confidence and self.options.consistency
         try:
-            self.forward.finish(self.options.last_window)
+            self.forward.finish()
             self.forward.states.close()
-            if backward:
-                self._track_backward()
+            if checks:
+                self.offsets = np.full((self.rows.T, self.rows.N, 2), np.nan, np.float32)
+                self.returns = np.full((self.rows.N, 2), np.nan, np.float32)
+            self._sweep_back(backward, checks)
+            if backward and checks:
+                self._check_backward_segments()
+            if checks:
+                self._write_consistency()
         finally:
             self.close()
 
@@ -225,6 +266,22 @@ class TrackingRun:
         if self.spill is not None:
             self.spill.close()
             self.spill = None
+
+    def confidence(self, start=0, end=None):
+        """(visible, confidence), T',N of frames start..end-1 (None, None without
+        confidence): the rule applied to the signals, a query's own frame at 1."""
+        if self.rule is None:
+            return None, None
+        end = self.rows.T if end is None else end
+        confidence = self.rule.confidence(self.rows.signals[start:end, :self.rows.N])
+        frames = self.queries[:, 0].astype(int)
+        own = (frames >= start) & (frames < end)
+        confidence[frames[own] - start, np.flatnonzero(own)] = 1.0
+        return confidence >= self.rule.threshold, confidence
+
+    def result(self):
+        """The ``Tracks`` of every frame pushed."""
+        return Tracks(self.rows.tracks(), *self.confidence())
 
     def _check_size(self, t, size):
         if self.size is None:
@@ -243,39 +300,139 @@ class TrackingRun:
             self.group_ids[group.key] = ids
             self.starts.append((t, ids, xy0))
 
-    def _write_forward(self, group, start, end, window):
-        ids = self.group_ids[group.key]
-        self.rows.array[start:end, ids] = window.double().numpy() / self.scale
-        if start <= group.start < end:  # a query's own frame is exactly the query
-            self.rows.array[group.start, ids] = self.queries[ids, 1:]
+    def _write(self, frames, ids, window, signals, query_frame):
+        """Write a window's S',N,2 estimates (model pixels) and signals to ``frames``."""
+        self.rows.array[frames[:, None], ids[None, :]] = window.double().numpy() / self.scale
+        if signals is not None:
+            self.rows.signals[frames[:, None], ids[None, :], :signals.shape[-1]] = signals.numpy()
+        if query_frame in frames:  # a query's own frame is exactly the query
+            self.rows.array[query_frame, ids] = self.queries[ids, 1:]
 
-    def _track_backward(self):
-        """Track every group with a query frame t > 0 from t down to 0, in one sweep over
-        the spilled features read from the latest query frame backward."""
-        starts = [(t, ids, xy0) for t, ids, xy0 in self.starts if t > 0]
-        if not starts:
+    def _write_forward(self, group, start, end, window, signals):
+        self._write(np.arange(start, end), self.group_ids[group.key], window, signals, group.start)
+
+    def _check_offsets(self, frames, ids, window):
+        """Track minus check on ``frames`` (whose tracks are final), of a check's S',N,2
+        estimates (model pixels)."""
+        return self.rows.array[frames[:, None], ids[None, :]] - window.double().numpy() / self.scale
+
+    def _write_consistency(self):
+        """The consistency signal: the distance between each track and its check, the check
+        shifted to meet the query at the query frame (by the offset at that frame of the
+        forward segment's check, or of the backward segment's for the frames before it)."""
+        T, N = self.rows.T, self.rows.N
+        frames, points = self.queries[:, 0].astype(int), np.arange(N)
+        forward = np.arange(T)[:, None, None] >= frames[None, :, None]  # T,N,1: in the forward segment
+        returns = np.where(forward, self.offsets[frames, points][None], self.returns[None])  # T,N,2
+        consistency = distance_256(self.offsets, returns, self.size)
+        consistency[frames, points] = 0.0  # the query itself
+        self.rows.signals[:T, :N, CONSISTENCY] = consistency
+
+    def _end_xy(self, frame, ids):
+        """N,2 model pixels: the tracks of queries ``ids`` at ``frame``, where a check starts."""
+        return torch.from_numpy(self.rows.array[frame, ids] * self.scale).float()
+
+    def _sweep_back(self, backward, checks):
+        """One sweep over the spilled features from the last frame (or, without checks, the
+        latest query frame after 0) down to frame 0: with ``backward``, every group with a
+        query frame t > 0 is tracked from t to 0; with ``checks``, every forward segment is
+        tracked again from the last frame back to its query's frame."""
+        last = self.num_frames - 1
+        segments = [(t, ids, xy0) for t, ids, xy0 in self.starts if t > 0] if backward else []
+        forward_checks = [(t, ids) for t, ids, _ in self.starts if t < last] if checks else []
+        if not segments and not forward_checks:
             return
-        t_max = max(t for t, _, _ in starts)
+        top = last if forward_checks else max(t for t, _, _ in segments)
         ids_of = {}
 
-        def write(group, start, end, window):  # sweep positions p are frames t_max - p
-            ids = ids_of[group.key]
-            frames = t_max - np.arange(start, end)
-            self.rows.array[frames[:, None], ids[None, :]] = window.double().numpy() / self.scale
-            if start <= group.start < end:
-                self.rows.array[t_max - group.start, ids] = self.queries[ids, 1:]
+        def write_segment(group, start, end, window, signals):  # sweep positions p are frames top - p
+            self._write(top - np.arange(start, end), ids_of[group.key], window, signals, top - group.start)
+
+        def write_check(group, start, end, window, _):
+            frames, ids = top - np.arange(start, end), ids_of[group.key]
+            self.offsets[frames[:, None], ids[None, :]] = self._check_offsets(frames, ids, window)
+
+        back = Sweep(write=write_segment, states=ChunkStates(folder=self.options.spill_dir),
+                     iters=self.options.iters, signals=self.options.confidence, **self.sweep_args)
+        check = Sweep(write=write_check, states=ChunkStates(folder=self.options.spill_dir),
+                      iters=check_iters(self.options.iters), **self.sweep_args)
+        for key, (t_query, ids) in enumerate(forward_checks):
+            ids_of[check.add_group(('check', key), 0, self._end_xy(last, ids), stop=last - t_query + 1).key] = ids
+        sweeps = [sweep for sweep, needed in ((back, segments), (check, forward_checks)) if needed]
+        try:
+            for position, t in enumerate(range(top, -1, -1)):
+                for key, (t_query, ids, xy0) in enumerate(segments):
+                    if t_query == t:
+                        ids_of[back.add_group(('segment', key), position, xy0).key] = ids
+                fmap = self.spill.get(t, self.device)
+                for sweep in sweeps:
+                    sweep.push(fmap)
+            for sweep in sweeps:
+                sweep.finish()
+        finally:
+            back.states.close()
+            check.states.close()
+
+    def _check_backward_segments(self):
+        """Every backward segment (a query frame t > 0 down to 0) tracked again from frame 0
+        up to t, in one forward sweep over the spilled features: the offsets of the frames
+        before t, and at t the return offset (frame t keeps its forward segment's)."""
+        segments = [(t, ids) for t, ids, _ in self.starts if t > 0]
+        if not segments:
+            return
+        ids_of, query_frame = {}, {}
+
+        def write_check(group, start, end, window, _):
+            frames, ids = np.arange(start, end), ids_of[group.key]
+            offsets = self._check_offsets(frames, ids, window)
+            before = frames < query_frame[group.key]
+            self.offsets[frames[before, None], ids[None, :]] = offsets[before]
+            if not before.all():
+                self.returns[ids] = offsets[np.flatnonzero(~before)[0]]
 
         states = ChunkStates(folder=self.options.spill_dir)
-        sweep = Sweep(write=write, states=states, **self.sweep_args)
+        check = Sweep(write=write_check, states=states, iters=check_iters(self.options.iters), **self.sweep_args)
+        for key, (t_query, ids) in enumerate(segments):
+            group = check.add_group(key, 0, self._end_xy(0, ids), stop=t_query + 1)
+            ids_of[group.key], query_frame[group.key] = ids, t_query
         try:
-            for position, t in enumerate(range(t_max, -1, -1)):
-                for key, (t_query, ids, xy0) in enumerate(starts):
-                    if t_query == t:
-                        ids_of[sweep.add_group(key, position, xy0).key] = ids
-                sweep.push(self.spill.get(t, self.device))
-            sweep.finish(self.options.last_window)
+            for t in range(max(t for t, _ in segments) + 1):
+                check.push(self.spill.get(t, self.device))
         finally:
             states.close()
+
+
+def run_tracking(model, frames, queries, options, *, num_frames, progress, on_window, out):
+    """The finished ``TrackingRun`` of ``track_points`` (see there)."""
+    queries = check_queries(queries)
+    check_video_array(frames)
+    if num_frames is None and hasattr(frames, '__len__'):
+        num_frames = len(frames)
+    if num_frames == 0:
+        raise VideoError('the video has no frames')
+    if num_frames is not None:
+        check_query_frames(queries, num_frames)
+    if out is not None:
+        check_out_path(out, num_frames)
+    checks = options.confidence and options.consistency
+    total = len(queries) * (num_frames - 1) * (2 if checks else 1) if num_frames else None
+    bar = tqdm(total=total, desc='tracking', unit='point-frame', unit_scale=True, disable=not progress)
+    rows = TrackRows(num_frames, len(queries), out, signals=options.confidence)
+    last_query_frame = int(queries[:, 0].max())
+    spill_until = None if checks else last_query_frame if last_query_frame > 0 else -1  # frames read back
+    run = TrackingRun(model, options, rows, spill_until=spill_until, on_window=on_window, on_progress=bar.update)
+    try:
+        with inference_precision(options.precision, run.device):
+            run.add_queries(queries)
+            for frame in frames:
+                run.push(frame)
+            run.finish()
+        rows.save()
+    finally:
+        run.close()
+        bar.close()
+        rows.discard()
+    return run
 
 
 @torch.no_grad()
@@ -294,36 +451,24 @@ def track_points(model, frames, queries, options=INTERACTIVE, *, num_frames=None
     on_window(start, end, rgbs, preds_anim): sees every forward window.
     out: a ``.npy`` path to write the tracks to as a memmap (for very large T x N); it is
     written under a temporary name and appears only when tracking succeeds.
-    Returns T,N,2 float32 tracks in the video's pixels; row t of a query is exactly its (x, y).
+    Returns ``Tracks``: T,N,2 float32 tracks in the video's pixels (row t of a query is
+    exactly its (x, y)) and, with ``options.confidence``, T,N visibility and confidence
+    (``tracking.confidence``).
     """
-    queries = check_queries(queries)
-    check_video_array(frames)
-    if num_frames is None and hasattr(frames, '__len__'):
-        num_frames = len(frames)
-    if num_frames == 0:
-        raise VideoError('the video has no frames')
-    if num_frames is not None:
-        check_query_frames(queries, num_frames)
-    if out is not None:
-        check_out_path(out, num_frames)
-    last_query_frame = int(queries[:, 0].max())
-    total = len(queries) * (num_frames - 1) if num_frames else None
-    bar = tqdm(total=total, desc='tracking', unit='point-frame', unit_scale=True, disable=not progress)
-    rows = TrackRows(num_frames, len(queries), out)
-    spill_until = last_query_frame if last_query_frame > 0 else -1  # backward passes read frames <= this
-    run = TrackingRun(model, options, rows, spill_until=spill_until, on_window=on_window, on_progress=bar.update)
-    try:
-        with inference_precision(options.precision, run.device):
-            run.add_queries(queries)
-            for frame in frames:
-                run.push(frame)
-            run.finish()
-        rows.save()
-    finally:
-        run.close()
-        bar.close()
-        rows.discard()
-    return rows.tracks()
+    return run_tracking(model, frames, queries, options, num_frames=num_frames, progress=progress,
+                        on_window=on_window, out=out).result()
+
+
+@torch.no_grad()
+def track_signals(model, frames, queries, options=INTERACTIVE, *, num_frames=None):
+    """(``Tracks``, T,N,3 float32 signals) of ``track_points``: the appearance, peak and
+    forward-backward distance behind the confidence (``tracking.confidence``), NaN where
+    not measured. For fitting rules and for diagnostics; needs ``options.confidence``."""
+    if not options.confidence:
+        raise SettingsError('track_signals needs options.confidence')
+    run = run_tracking(model, frames, queries, options, num_frames=num_frames, progress=False, on_window=None,
+                       out=None)
+    return run.result(), run.rows.signals[:run.rows.T, :run.rows.N].copy()
 
 
 def check_out_path(out, num_frames):

@@ -1,7 +1,9 @@
 """Online tracking: frames come one at a time, and each frame's positions come back once final."""
 
 import contextlib
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from nets.precision import inference_precision
@@ -15,19 +17,30 @@ class StreamError(PipsError, RuntimeError):
     """A ``TrackStream`` used after ``finish`` or after an error stopped it."""
 
 
+class FinalFrame(NamedTuple):
+    """A frame whose positions are final: ``for t, xy, visible, confidence in stream.push(frame)``."""
+
+    t: int  # the frame
+    xy: np.ndarray  # N,2 float32 video pixels; NaN for queries whose frame has not come
+    visible: np.ndarray | None  # N bool (None when confidence is off)
+    confidence: np.ndarray | None  # N float32 in [0, 1], NaN where xy is (None when confidence is off)
+
+
 class TrackStream:
     """Push frames as they come, get each frame's positions once final.
 
     ::
 
         stream = tracker.stream(queries)
-        for frame in frames:                   # H,W,3 uint8 RGB
-            for t, xy in stream.push(frame):   # xy N,2 video pixels, NaN before a query's frame
+        for frame in frames:                        # H,W,3 uint8 RGB
+            for t, xy, visible, confidence in stream.push(frame):   # N,2 video pixels, N, N
                 ...
-        tracks = stream.finish()               # T,N,2
+        tracks, visible, confidence = stream.finish()   # T,N,2, T,N, T,N
 
     A frame is emitted at most S-1 frames after it was pushed, and emitted values never
-    change, so the last window is always a short one (``options.last_window='short'``).
+    change, so the last window is always a short one (``options.last_window='short'``),
+    and confidence comes from appearance and correlation peak alone (the forward-backward
+    check needs the video's end; ``options.consistency`` is not used).
     ``add`` takes more queries, at the last pushed frame or later. ``finish`` runs the
     last windows and, with ``backward``, tracks each query from its frame back to frame 0,
     filling rows that were NaN; for that, every frame's features go to a temporary file
@@ -43,9 +56,9 @@ class TrackStream:
             raise SettingsError("online tracking runs a short last window (last_window='short'): emitted "
                                 'frames never change')
         self.backward = backward
-        self.options = options
-        self.rows = TrackRows()
-        self.run = TrackingRun(model, options, self.rows, spill_until=None if backward else -1)
+        self.options = options.replace(consistency=False)
+        self.rows = TrackRows(signals=options.confidence)
+        self.run = TrackingRun(model, self.options, self.rows, spill_until=None if backward else -1)
         self.emitted = 0
         self.finished = False
         self.failure = None  # what stopped the stream, once something has
@@ -64,7 +77,7 @@ class TrackStream:
     @torch.no_grad()
     def push(self, frame):
         """Track on the next frame (H,W,3 uint8 RGB, or any frame ``track_points`` takes);
-        returns [(t, xy N,2)] of the frames that have just become final.
+        returns the ``FinalFrame`` of each frame that has just become final.
 
         A frame that is refused (its type, values or size) raises ``VideoError`` or
         ``SettingsError`` and changes nothing: push another. Any other error stops the
@@ -81,13 +94,13 @@ class TrackStream:
 
     @torch.no_grad()
     def finish(self):
-        """Track the rest and return all T,N,2 tracks (video pixels); the stream then takes
-        nothing more."""
+        """Track the rest and return the ``Tracks`` of all frames (video pixels); the stream
+        then takes nothing more."""
         self._check_open()
         self.finished = True
         with inference_precision(self.options.precision, self.run.device), self._stopping_on_error('finish()'):
             self.run.finish(backward=self.backward)
-        return self.rows.tracks()
+        return self.run.result()
 
     def _check_open(self):
         if self.failure is not None:
@@ -111,6 +124,8 @@ class TrackStream:
             t = self.emitted
             if any(group.start <= t and group.final_until <= t for group in groups):
                 break
-            out.append((t, self.rows.array[t, :self.rows.N].copy()))
+            visible, confidence = self.run.confidence(t, t + 1)
+            out.append(FinalFrame(t, self.rows.array[t, :self.rows.N].copy(), *(
+                None if values is None else values[0] for values in (visible, confidence))))
             self.emitted += 1
         return out

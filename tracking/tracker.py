@@ -2,7 +2,6 @@
 
 import itertools
 import os
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,14 +13,6 @@ from tracking.queries import check_queries, check_queries_fit, default_queries, 
 from tracking.run import track_points
 from tracking.stream import TrackStream
 from utils.video import VideoError, iter_video_frames, video_info
-
-
-class Tracks(NamedTuple):
-    """What ``Tracker`` returns: ``tracks, visible, confidence = tracker(video, queries)``."""
-
-    tracks: np.ndarray  # T,N,2 float32, the video's pixels; row t of a query is exactly its (x, y)
-    visible: np.ndarray | None  # T,N bool: predicted visible (None when confidence is off)
-    confidence: np.ndarray | None  # T,N float32 in [0, 1] (None when confidence is off)
 
 
 def frame_size(frame):
@@ -99,9 +90,8 @@ class Tracker:
         check_queries_fit(queries, num_frames, H, W)
         if out is not None and isinstance(video, (str, os.PathLike)):
             check_not_inputs([out], [video])
-        tracks = track_points(self.model, frames, queries, self.options, num_frames=num_frames, progress=progress,
-                              out=out, on_window=on_window)
-        return Tracks(tracks, None, None)
+        return track_points(self.model, frames, queries, self.options, num_frames=num_frames, progress=progress,
+                            out=out, on_window=on_window)
 
     def stream(self, queries=None, *, backward=True):
         """An online ``TrackStream`` with this tracker's options."""

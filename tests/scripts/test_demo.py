@@ -48,7 +48,8 @@ def test_demo_writes_tracks_video_and_tensorboard(tmp_path, untrained_dir):
     assert data['queries'].shape == (16, 3) and float(data['fps']) == 25.0
     settings = json.loads(str(data['settings']))
     assert settings == {'S': 8, 'iters': 1, 'image_size': [128, 224], 'beautify': True, 'last_window': 'short',
-                        'precision': 'fp32', 'checkpoint': os.path.realpath(f'{untrained_dir}/model-000000001.pth'),
+                        'precision': 'fp32', 'confidence': True, 'consistency': True,
+                        'checkpoint': os.path.realpath(f'{untrained_dir}/model-000000001.pth'),
                         'queries': 'grid of 16 points on frame 0', 'timestride': 1, 'frames': 16}
     # the grid spans the 640x360 clip (not the 224x128 model input), 8 model pixels in
     np.testing.assert_allclose(data['trajs'][0], data['queries'][:, 1:])

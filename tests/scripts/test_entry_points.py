@@ -21,8 +21,8 @@ def clip(tmp_path_factory):
     return folder
 
 
-def script_tracks(run_script, tmp_path, clip, checkpoint, queries_csv=None):
-    """(demo.py's npz, track_videos.py's npz) of the clip."""
+def script_tracks(run_script, tmp_path, clip, checkpoint, queries_csv=None, flags=()):
+    """(demo.py's npz, track_videos.py's npz) of the clip, with the scripts' ``flags``."""
     demo_args = [f'--filename={clip}/videos/clip.mp4', '--max_iters=0', f'--out_dir={tmp_path}/demo',
                  f'--log_dir={tmp_path}/logs']
     batch_args = [f'--videos={clip}/videos', f'--out_dir={tmp_path}/batch']
@@ -30,7 +30,7 @@ def script_tracks(run_script, tmp_path, clip, checkpoint, queries_csv=None):
         demo_args.append(f'--queries={queries_csv}')
         batch_args.append(f'--queries_dir={queries_csv.parent}')
     for script, args in (('demo.py', demo_args), ('track_videos.py', batch_args)):
-        out = run_script(script, *args, *FLAGS, f'--init_dir={checkpoint}')
+        out = run_script(script, *args, *FLAGS, *flags, f'--init_dir={checkpoint}')
         assert out.returncode == 0, out.stderr
     return np.load(tmp_path / 'demo' / 'clip.npz'), np.load(tmp_path / 'batch' / 'clip.npz')
 
@@ -57,3 +57,21 @@ def test_the_default_grid_is_the_same_everywhere(clip, tmp_path, golden_checkpoi
     np.testing.assert_array_equal(batch['queries'], grid.astype(np.float32))
     np.testing.assert_array_equal(demo['trajs'], api)
     np.testing.assert_array_equal(batch['trajs'], api)
+
+
+def test_visibility_and_confidence_are_the_same_everywhere_and_can_be_left_out(clip, tmp_path, golden_checkpoint,
+                                                                               run_script, one_thread):
+    queries = np.array([[0, 20.5, 30.0], [4, 100.0, 90.25], [7, 130.0, 110.0]])
+    (tmp_path / 'q').mkdir()
+    np.savetxt(tmp_path / 'q' / 'clip.csv', queries, delimiter=',', header='t,x,y', comments='')
+    api = Tracker(load_pips(golden_checkpoint, 'cpu'), **SETTINGS)(str(clip / 'videos' / 'clip.mp4'), queries)
+    demo, batch = script_tracks(run_script, tmp_path / 'on', clip, golden_checkpoint, tmp_path / 'q' / 'clip.csv')
+    assert api.confidence.shape == (T, 3)
+    for npz in (demo, batch):
+        np.testing.assert_array_equal(npz['visibs'], api.visible)
+        np.testing.assert_array_equal(npz['confidence'], api.confidence)
+    demo, batch = script_tracks(run_script, tmp_path / 'off', clip, golden_checkpoint, tmp_path / 'q' / 'clip.csv',
+                                flags=['--confidence=False'])
+    for npz in (demo, batch):
+        assert 'visibs' not in npz and 'confidence' not in npz
+        np.testing.assert_array_equal(npz['trajs'], api.tracks)

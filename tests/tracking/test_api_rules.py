@@ -25,11 +25,11 @@ QUERIES = [[0, 30.0, 40.0], [1, 100.0, 60.0]]
 @pytest.fixture(scope='module')
 def reference(model):
     """The tracks of VIDEO as a uint8 array, offline and online."""
-    offline = track_points(model, VIDEO, QUERIES, OPTIONS)
+    offline = track_points(model, VIDEO, QUERIES, OPTIONS).tracks
     stream = Tracker(model, OPTIONS).stream(QUERIES)
     for frame in VIDEO:
         stream.push(frame)
-    return offline, stream.finish()
+    return offline, stream.finish().tracks
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_a_refused_frame_changes_nothing_in_a_stream(model, reference):
         stream.push(VIDEO[1][:, :72])
     for frame in VIDEO[1:]:
         stream.push(frame)
-    np.testing.assert_array_equal(stream.finish(), reference[1])
+    np.testing.assert_array_equal(stream.finish().tracks, reference[1])
 
 
 @pytest.mark.parametrize('make', [
@@ -109,7 +109,7 @@ def test_every_accepted_form_of_a_video_gives_the_same_tracks(model, reference, 
 def test_a_dark_float_frame_in_0_255_is_not_taken_for_0_1(model):
     video = VIDEO.astype(np.float32)
     video[0] = (video[0] > 128)  # a frame of 0s and 1s: black in 0..255 (a fade from black)
-    tracks = track_points(model, video, QUERIES, OPTIONS)
+    tracks = track_points(model, video, QUERIES, OPTIONS).tracks
     assert tracks.shape == (3, 2, 2) and np.isfinite(tracks).all()
 
 
@@ -138,7 +138,7 @@ def test_a_stream_refuses_a_first_frame_too_small_and_takes_a_good_one(model, re
         stream.push(moving_video(1, H=96, W=112)[0])
     for frame in VIDEO:
         stream.push(frame)
-    np.testing.assert_array_equal(stream.finish(), reference[1])
+    np.testing.assert_array_equal(stream.finish().tracks, reference[1])
 
 
 def test_a_stream_after_finish_says_so(model):
@@ -180,7 +180,7 @@ def test_a_failed_run_leaves_an_existing_out_file_as_it_was(model, reference, tm
     with pytest.raises(VideoError, match='frame 2'):
         track_points(model, [VIDEO[0], VIDEO[1], VIDEO[2] / 255.0], QUERIES, OPTIONS, out=out)
     assert out.read_bytes() == before and os.listdir(tmp_path) == ['tracks.npy']
-    tracks = track_points(model, list(VIDEO), QUERIES, OPTIONS, out=out)
+    tracks = track_points(model, list(VIDEO), QUERIES, OPTIONS, out=out).tracks
     assert os.listdir(tmp_path) == ['tracks.npy'] and tracks.filename == str(out)
     np.testing.assert_array_equal(np.load(out), reference[0])
 

@@ -27,11 +27,11 @@ def test_each_frame_is_encoded_once_and_sharing_changes_nothing(model, monkeypat
     encoded = []
     encode = model.encode
     monkeypatch.setattr(model, 'encode', lambda rgbs: encoded.append(rgbs.shape[1]) or encode(rgbs))
-    tracks = track_points(model, video, queries, BENCHMARK.replace(S=S, **FAST))
+    tracks = track_points(model, video, queries, BENCHMARK.replace(S=S, **FAST)).tracks
     assert sum(encoded) == T
     for t in (3, 14):  # a query frame tracked on its own
         mine = queries[:, 0] == t
-        alone = track_points(model, video, queries[mine], BENCHMARK.replace(S=S, **FAST))
+        alone = track_points(model, video, queries[mine], BENCHMARK.replace(S=S, **FAST)).tracks
         np.testing.assert_array_equal(tracks[:, mine], alone)
 
 
@@ -40,8 +40,8 @@ def test_a_track_does_not_depend_on_the_other_queries(model):
     video = moving_video(T)
     one = np.array([[4, 60.5, 70.25]])
     crowd = np.concatenate([random_queries(T, 30, seed=1), one, random_queries(T, 9, seed=2)])
-    alone = track_points(model, video, one, BENCHMARK.replace(S=6, **FAST))
-    together = track_points(model, video, crowd, BENCHMARK.replace(S=6, **FAST))
+    alone = track_points(model, video, one, BENCHMARK.replace(S=6, **FAST)).tracks
+    together = track_points(model, video, crowd, BENCHMARK.replace(S=6, **FAST)).tracks
     np.testing.assert_allclose(together[:, 30:31], alone, atol=1e-4)  # float rounding only
 
 
@@ -49,10 +49,10 @@ def test_point_chunks_and_states_on_disk_change_nothing(model, monkeypatch):
     T = 12
     video = moving_video(T)
     queries = random_queries(T, 10, seed=3, frames=[0, 5])
-    plain = track_points(model, video, queries, BENCHMARK.replace(S=5, **FAST))
-    chunked = track_points(model, video, queries, BENCHMARK.replace(S=5, point_chunk=3, **FAST))
+    plain = track_points(model, video, queries, BENCHMARK.replace(S=5, **FAST)).tracks
+    chunked = track_points(model, video, queries, BENCHMARK.replace(S=5, point_chunk=3, **FAST)).tracks
     monkeypatch.setattr(tracking.engine, 'STATE_RAM_BUDGET', 0)
-    on_disk = track_points(model, video, queries, BENCHMARK.replace(S=5, point_chunk=3, **FAST))
+    on_disk = track_points(model, video, queries, BENCHMARK.replace(S=5, point_chunk=3, **FAST)).tracks
     np.testing.assert_allclose(chunked, plain, atol=1e-4)  # float rounding of smaller products only
     np.testing.assert_array_equal(on_disk, chunked)
 
@@ -101,7 +101,7 @@ def test_one_pass_stream_with_a_last_frame_query_keeps_a_window(model, monkeypat
         held.append(len(self.features))
 
     monkeypatch.setattr(tracking.engine.Sweep, 'push', counting_push)
-    tracks = track_points(model, iter(moving_video(T)), [[T - 1, 40.0, 50.0]], BENCHMARK.replace(S=S, **FAST))
+    tracks = track_points(model, iter(moving_video(T)), [[T - 1, 40.0, 50.0]], BENCHMARK.replace(S=S, **FAST)).tracks
     assert tracks.shape == (T, 1, 2) and np.isfinite(tracks).all()
     assert max(held) <= S and len(held) == 2 * T  # forward sweep, then the backward one
 
@@ -112,10 +112,10 @@ def run_stream(stream, video, adds=None):
     for i, frame in enumerate(video):
         if adds and i in adds:
             stream.add(adds[i])
-        for t, xy in stream.push(frame):
+        for t, xy, _, _ in stream.push(frame):
             assert t not in emitted
             emitted[t] = (i, xy)
-    return emitted, stream.finish()
+    return emitted, stream.finish().tracks
 
 
 def test_online_equals_offline_when_windows_cover_the_video(model):
@@ -124,7 +124,7 @@ def test_online_equals_offline_when_windows_cover_the_video(model):
     video = moving_video(T)
     queries = random_queries(T, 7, seed=4, frames=[0])
     emitted, tracks = run_stream(TrackStream(model, queries, INTERACTIVE.replace(S=S, beautify=False, **FAST)), video)
-    offline = track_points(model, video, queries, BENCHMARK.replace(S=S, **FAST))
+    offline = track_points(model, video, queries, BENCHMARK.replace(S=S, **FAST)).tracks
     np.testing.assert_array_equal(tracks, offline)
     assert sorted(emitted) == list(range(T))
     for t, (_, xy) in emitted.items():
@@ -142,13 +142,13 @@ def test_online_contract_latency_finality_and_added_queries(model):
     for i, frame in enumerate(video):
         if i == 6:
             stream.add(later)
-        for t, xy in stream.push(frame):
+        for t, xy, _, _ in stream.push(frame):
             emitted[t] = (i, xy)
         if i == 8:
             stream.add(now)
             with pytest.raises(ValueError, match='frame 8 .* or later; got frame 7'):
                 stream.add([[7, 10.0, 10.0]])
-    tracks = stream.finish()
+    tracks = stream.finish().tracks
     assert tracks.shape == (T, 7, 2) and np.isfinite(tracks).all()
     assert sorted(emitted)[:T - S + 1] == list(range(T - S + 1))
     for t, (i, xy) in emitted.items():
@@ -203,8 +203,8 @@ def test_tracker_dense_grid_written_to_a_memmap(model, tmp_path):
 def test_bf16_tracks_stay_close_to_fp32_and_bad_precision_is_refused(model):
     video = moving_video(6)
     queries = [[0, 30.0, 40.0], [3, 70.0, 64.0]]
-    fp32 = track_points(model, video, queries, BENCHMARK.replace(S=5, **FAST))
-    bf16 = track_points(model, video, queries, BENCHMARK.replace(S=5, precision='bf16', **FAST))
+    fp32 = track_points(model, video, queries, BENCHMARK.replace(S=5, **FAST)).tracks
+    bf16 = track_points(model, video, queries, BENCHMARK.replace(S=5, precision='bf16', **FAST)).tracks
     assert bf16.dtype == np.float32 and np.abs(bf16 - fp32).mean() < 0.5
     with pytest.raises(ValueError, match='precision must be one of fp32, bf16, fp16'):
         track_points(model, video, queries, BENCHMARK.replace(S=5, precision='fp64', **FAST))

@@ -36,7 +36,7 @@ def test_matches_original_window_schedule(model, T):
     video = moving_video(T)
     xy0 = np.array([[20.0, 30.0], [70.5, 64.2], [130.0, 100.0]])
     queries = np.concatenate([np.zeros((3, 1)), xy0], axis=1)
-    got = track_points(model, video, queries, BENCHMARK.replace(S=8, iters=2, image_size=None))
+    got = track_points(model, video, queries, BENCHMARK.replace(S=8, iters=2, image_size=None)).tracks
     want = reference_loop(model, video, xy0, S_max=8, iters=2)
     assert got.shape == (T, 3, 2) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-4)
@@ -46,8 +46,8 @@ def test_resizing_maps_back_to_video_pixels(model):
     video = moving_video(6, H=128, W=144)
     big = np.repeat(np.repeat(video, 2, axis=1), 2, axis=2)  # same content at 2x
     queries = np.array([[0, 40.0, 50.0], [0, 100.0, 80.0]])
-    small = track_points(model, video, queries, BENCHMARK.replace(S=8, iters=2, image_size=None))
-    large = track_points(model, big, queries * [1, 2, 2], BENCHMARK.replace(S=8, iters=2, image_size=(128, 144)))
+    small = track_points(model, video, queries, BENCHMARK.replace(S=8, iters=2, image_size=None)).tracks
+    large = track_points(model, big, queries * [1, 2, 2], BENCHMARK.replace(S=8, iters=2, image_size=(128, 144))).tracks
     np.testing.assert_allclose(large / 2, small, atol=0.05)
 
 
@@ -64,7 +64,7 @@ def test_streaming_holds_only_a_window_of_frames(model):
             yield tensor
 
     options = BENCHMARK.replace(S=S, iters=1, image_size=None)
-    tracks = track_points(model, frames(), np.array([[0, 30.0, 40.0]]), options)
+    tracks = track_points(model, frames(), np.array([[0, 30.0, 40.0]]), options).tracks
     assert tracks.shape == (T, 1, 2)
     assert alive['max'] <= S + 2
 
@@ -73,19 +73,21 @@ def test_queries_at_later_frames(model):
     T, t = 12, 5
     video = moving_video(T)
     queries = np.array([[0, 30.0, 40.0], [t, 61.3, 70.7], [T - 1, 90.0, 60.0]])
-    tracks = track_points(model, video, queries, BENCHMARK.replace(S=8, iters=2, image_size=None))
+    tracks = track_points(model, video, queries, BENCHMARK.replace(S=8, iters=2, image_size=None)).tracks
     assert tracks.shape == (T, 3, 2)
     np.testing.assert_array_equal(tracks[t, 1], queries[1, 1:].astype(np.float32))
     np.testing.assert_array_equal(tracks[T - 1, 2], queries[2, 1:].astype(np.float32))
     # forward half: the clip from t on; backward half: the reversed clip from t down to 0
-    fwd = track_points(model, video[t:], [[0, 61.3, 70.7]], BENCHMARK.replace(S=8, iters=2, image_size=None))
-    bwd = track_points(model, video[t::-1].copy(), [[0, 61.3, 70.7]], BENCHMARK.replace(S=8, iters=2, image_size=None))
+    fwd = track_points(model, video[t:], [[0, 61.3, 70.7]], BENCHMARK.replace(S=8, iters=2, image_size=None)).tracks
+    bwd = track_points(model, video[t::-1].copy(), [[0, 61.3, 70.7]],
+                       BENCHMARK.replace(S=8, iters=2, image_size=None)).tracks
     np.testing.assert_allclose(tracks[t:, 1], fwd[:, 0], atol=1e-4)
     np.testing.assert_allclose(tracks[:t + 1, 1], bwd[::-1, 0], atol=1e-4)
 
 
 def test_single_frame_video_returns_queries(model):
-    tracks = track_points(model, moving_video(1), [[0, 10.0, 20.0]], BENCHMARK.replace(S=8, iters=1, image_size=None))
+    options = BENCHMARK.replace(S=8, iters=1, image_size=None)
+    tracks = track_points(model, moving_video(1), [[0, 10.0, 20.0]], options).tracks
     np.testing.assert_array_equal(tracks, [[[10.0, 20.0]]])
 
 

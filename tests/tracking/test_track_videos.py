@@ -146,7 +146,8 @@ def test_outputs_record_their_settings_and_a_rerun_with_others_is_refused(tmp_pa
     assert run_main(videos=videos, out_dir=str(out_dir)) is None
     settings = json.loads(str(np.load(out_dir / 'a.npz')['settings']))
     assert settings == {'S': 8, 'iters': 1, 'image_size': [128, 160], 'beautify': True, 'last_window': 'short',
-                        'precision': 'fp32', 'checkpoint': '', 'queries': 'grid of 16 points on frame 0'}
+                        'precision': 'fp32', 'confidence': True, 'consistency': True, 'checkpoint': '',
+                        'queries': 'grid of 16 points on frame 0'}
     written = listing(out_dir)
     error = run_main(videos=videos, out_dir=str(out_dir), options=OPTIONS.replace(S=6))
     assert str(error) == (f'2 of the 2 videos have outputs in {out_dir} made with other settings (a.npz: S: 8 -> 6): '
