@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py                       # the reference recipe: B=4, S=36, 256x384
     python benchmarks/bench_train.py --B=1 --S=8 --crop_size=128,128 --steps=5   # a quick CPU look
-    python benchmarks/bench_train.py --B=4 --S=8 --crop_size=128,160 --iters=3 --amp=fp32,bf16 --device=cpu
+    python benchmarks/bench_train.py --B=2 --S=8 --crop_size=128,160 --export_size=128,160 --amp=fp32,bf16 --device=cpu
 
 Builds a synthetic PointOdyssey-layout dataset at 540x960 in a temporary folder, exports
 a few clips at 384x512 (S=36) with export_mp4_dataset.py, runs train.py on them for
