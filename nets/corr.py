@@ -96,30 +96,33 @@ class WindowedCorr(FeatureRows):
         for level in build_pyramid(fmaps, num_levels)[1:]:
             self.levels.append((channel_last_rows(level), *level.shape[-2:]))
 
-    def lookup(self, targets, coords):
-        """targets: B,S,N,K,C. coords: B,S,N,2 (feature-map pixels).
+    def lookup(self, targets, coords, levels=None):
+        """targets: B,S,N,K,C. coords: B,S,N,2 (feature-map pixels). levels: how many
+        pyramid levels, from the finest (None: all).
 
-        Returns B,S,N,K,L*(2r+1)**2: for each target, the windows of all levels.
+        Returns B,S,N,K,L*(2r+1)**2: for each target, the windows of the L levels.
         """
         B, S, N, K, C = targets.shape
+        pyramid = self.levels[:levels]
         frame_ids = torch.arange(B * S, device=coords.device).view(B, S, 1).expand(B, S, N)
         frame_ids = frame_ids.reshape(-1)
         coords = coords.reshape(-1, 2)
         targets = targets.reshape(-1, K, C)
         step = WINDOW_CHUNK['cpu' if coords.device.type == 'cpu' else 'other']  # see WINDOW_CHUNK
-        width = len(self.levels) * (2 * self.radius + 1) ** 2
+        width = len(pyramid) * (2 * self.radius + 1) ** 2
         out = coords.new_empty(coords.shape[0], K, width)  # filled chunk by chunk: no second copy
         for i in range(0, coords.shape[0], step):
-            out[i:i + step] = self._lookup_chunk(targets[i:i + step], coords[i:i + step], frame_ids[i:i + step])
+            out[i:i + step] = self._lookup_chunk(targets[i:i + step], coords[i:i + step], frame_ids[i:i + step],
+                                                 pyramid)
         return out.view(B, S, N, K, width)
 
-    def _lookup_chunk(self, targets, coords, frame_ids):
-        # targets P,K,C; coords P,2; frame_ids P
+    def _lookup_chunk(self, targets, coords, frame_ids, pyramid):
+        # targets P,K,C; coords P,2; frame_ids P; pyramid: the (rows, H, W) levels to read
         r = self.radius
         side = 2 * r + 2  # integer cells a (2r+1)-wide bilinear window touches
         offsets = torch.arange(-r, r + 2, device=coords.device)
         windows = []
-        for level, (rows, H, W) in enumerate(self.levels):
+        for level, (rows, H, W) in enumerate(pyramid):
             centre = coords / 2 ** level
             corner = centre.floor()
             frac = centre - corner  # P,2
@@ -148,7 +151,7 @@ class FullVolumeCorr(FeatureRows):
         self.pyramid = build_pyramid(fmaps, num_levels)
         self.radius = radius
 
-    def lookup(self, targets, coords):
+    def lookup(self, targets, coords, levels=None):
         """Same contract as ``WindowedCorr.lookup``."""
         B, S, N, K, C = targets.shape
         r = self.radius
@@ -158,7 +161,7 @@ class FullVolumeCorr(FeatureRows):
         out = []
         for k in range(K):
             windows = []
-            for level, fmaps in enumerate(self.pyramid):
+            for level, fmaps in enumerate(self.pyramid[:levels]):
                 H, W = fmaps.shape[-2:]
                 volume = torch.matmul(targets[:, :, :, k], fmaps.reshape(B, S, C, H * W))
                 volume = (volume / math.sqrt(C)).reshape(B * S * N, 1, H, W)

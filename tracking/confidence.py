@@ -104,7 +104,7 @@ def window_signals(corr, tracks, target, stride):
     sampled = corr.sample(frames, coords).float()  # B,S,N,C
     appearance = torch.nn.functional.cosine_similarity(sampled, target, dim=-1)
     side = 2 * corr.radius + 1
-    window = corr.lookup(target[:, :, :, None], coords)[:, :, :, 0, :side * side].float()  # B,S,N,side^2
+    window = corr.lookup(target[:, :, :, None], coords, levels=1)[:, :, :, 0].float()  # B,S,N,side^2
     own = ((target * target).sum(dim=-1, keepdim=True) / target.shape[-1] ** 0.5).clamp_min(1e-12)  # lookup scale
     mass = torch.softmax(window / own / PEAK_TEMPERATURE, dim=-1).view(*window.shape[:3], side, side)
     near = slice(corr.radius - PEAK_RADIUS, corr.radius + PEAK_RADIUS + 1)
