@@ -83,8 +83,10 @@ def read_csv(path):
         raise TrackFileError(f'{path}: expected rows of {len(columns)} numbers under the header')
     frames, points = rows[:, 0].astype(int), rows[:, 1].astype(int)
     T, N = frames.max() + 1, points.max() + 1
-    if frames.min() < 0 or points.min() < 0 or len(rows) != T * N:
-        raise TrackFileError(f'{path}: expected one row for each of {T} frames x {N} points; got {len(rows)} rows')
+    pairs = len(np.unique(frames * N + points)) if frames.min() >= 0 and points.min() >= 0 else -1
+    if pairs != len(rows) or len(rows) != T * N:
+        raise TrackFileError(f'{path}: expected one row for each of {T} frames x {N} points; got {len(rows)} rows'
+                             f'{"" if pairs == len(rows) else " with a (frame, point) pair repeated or negative"}')
     table = np.full((T, N, len(columns) - 2), np.nan)
     table[frames, points] = rows[:, 2:]
     named = dict(zip(columns[2:], np.moveaxis(table, -1, 0)))

@@ -18,7 +18,7 @@ import math
 
 from nets.pips2 import MIN_SIZE
 from nets.precision import check_precision
-from utils.checks import check_count, check_size
+from utils.checks import check_choice, check_count, check_flag, check_size
 from utils.errors import SettingsError
 
 LAST_WINDOW_RULES = ('shift', 'short')
@@ -45,13 +45,11 @@ class TrackOptions:
         check_count('S', self.S, minimum=2)
         check_count('iters', self.iters, minimum=1)
         check_count('point_chunk', self.point_chunk, minimum=1)
-        for name in ('confidence', 'consistency'):
-            if not isinstance(getattr(self, name), bool):
-                raise SettingsError(f'{name} must be True or False; got {getattr(self, name)!r}')
+        for name in ('beautify', 'confidence', 'consistency'):
+            object.__setattr__(self, name, check_flag(name, getattr(self, name)))
         if self.image_size is not None:
             object.__setattr__(self, 'image_size', check_size('image_size', self.image_size, minimum=MIN_SIZE))
-        if self.last_window not in LAST_WINDOW_RULES:
-            raise SettingsError(f'last_window must be one of {LAST_WINDOW_RULES}; got {self.last_window!r}')
+        check_choice('last_window', self.last_window, LAST_WINDOW_RULES)
         try:
             check_precision(self.precision)
         except ValueError as exc:

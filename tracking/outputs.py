@@ -77,6 +77,7 @@ def tracking_settings(options, **choices):
     fields that change them and the run's ``choices`` (checkpoint, queries, ...), as
     JSON values (tuples become lists, as they read back)."""
     settings = {name: getattr(options, name) for name in SETTINGS_FIELDS}
+    settings['consistency'] = options.confidence and options.consistency  # without confidence it changes nothing
     return json.loads(json.dumps({**settings, **choices}))
 
 

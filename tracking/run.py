@@ -327,6 +327,7 @@ class TrackingRun:
         consistency = distance_256(self.offsets, returns, self.size)
         consistency[frames, points] = 0.0  # the query itself
         self.rows.signals[:T, :N, CONSISTENCY] = consistency
+        self.offsets = self.returns = None  # T,N,2: not needed once the signal is written
 
     def _end_xy(self, frame, ids):
         """N,2 model pixels: the tracks of queries ``ids`` at ``frame``, where a check starts."""

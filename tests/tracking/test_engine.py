@@ -175,7 +175,7 @@ def test_a_bad_last_window_rule_fails_before_reading_frames(model):
         raise AssertionError('no frame should be read')
         yield
 
-    with pytest.raises(ValueError, match="last_window must be one of \\('shift', 'short'\\)"):
+    with pytest.raises(ValueError, match="last_window must be one of 'shift', 'short'; got 'end'"):
         track_points(model, frames(), [[0, 1.0, 1.0]], BENCHMARK.replace(S=5, last_window='end', **FAST))
 
 

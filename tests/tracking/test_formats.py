@@ -55,6 +55,7 @@ def test_csv_with_visibility_and_confidence_round_trips_in_any_row_order(tmp_pat
 @pytest.mark.parametrize('content, message', [
     ('t,x,y\n0,1,2\n', 'the header must be frame,point,x,y'),
     ('frame,point,x,y\n0,0,1.5,2\n1,1,3,4\n', 'one row for each of 2 frames x 2 points; got 2 rows'),
+    ('frame,point,x,y\n0,0,1,2\n0,0,1,2\n1,1,3,4\n1,1,3,4\n', r'got 4 rows with a \(frame, point\) pair repeated'),
     ('frame,point,x,y\n0,0,1.5\n', 'expected rows of 4 numbers under the header'),
     ('frame,point,x,y\n0,0,left,2\n', 'cannot read this CSV'),
 ])
