@@ -76,7 +76,8 @@ class RunSettings:
         check_count('--n_pool', self.n_pool, minimum=1)
         check_count('--max_iters', self.max_iters, minimum=0)
         default_device(self.device)  # a device that is not there is refused now, not after the dataset is read
-        if check_flag('--resume', self.resume) and check_flag('--overwrite', self.overwrite):
+        resume, overwrite = check_flag('--resume', self.resume), check_flag('--overwrite', self.overwrite)
+        if resume and overwrite:
             raise SettingsError('--resume=True goes on from the earlier results and --overwrite=True replaces them: '
                                 'choose one')
 

@@ -117,6 +117,8 @@ def test_a_rerun_does_not_replace_earlier_results_unless_told(tmp_path, golden_c
                                                                                    overwrite=True))
     with pytest.raises(SettingsError, match='choose one'):
         settings(tmp_path, './nowhere', overwrite=True, resume=True)
+    with pytest.raises(SettingsError, match="--overwrite must be True or False; got 'Flase'"):
+        settings(tmp_path, './nowhere', overwrite='Flase')  # a misspelt flag never replaces results
 
 
 @pytest.mark.parametrize('make, message', [
