@@ -25,6 +25,7 @@ Every evaluation's per-video results are in ``<out_dir>/evals/``; the checkpoint
 ``<out_dir>/checkpoints/<run name>/`` (every --evals-th, the last --keep_latest kept).
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -189,6 +190,7 @@ def main(out_dir='./bench_learning', train_seqs=200, heldout_seqs=8, T=40, heldo
     threads (0: torch's default, one per core; 1 is faster on a machine other jobs keep busy)."""
     settings = {key: list(value) if isinstance(value, tuple) else value for key, value in locals().items()}
     clock = Clock()
+    threads = check_count('--threads', threads)
     if threads:
         torch.set_num_threads(threads)
     evals, steps = check_count('--evals', evals, minimum=1), check_count('--steps', steps)
@@ -198,26 +200,28 @@ def main(out_dir='./bench_learning', train_seqs=200, heldout_seqs=8, T=40, heldo
         minutes = check_positive('--minutes (of training, without --steps)', minutes)
     out_dir = str(out_dir)
     data_dir = os.path.join(out_dir, 'data')
-    generate_seconds = make_sets(data_dir, train_seqs=train_seqs, heldout_seqs=heldout_seqs, T=T,
-                                 heldout_T=heldout_T, H=H, W=W, N=track_N, seed=seed, heldout_seed=heldout_seed,
-                                 motion_blur=motion_blur)
     paths = dict(ckpt_dir=os.path.join(out_dir, 'checkpoints'), log_dir=os.path.join(out_dir, 'logs'))
-    step_seconds = None
-    if not steps:
-        cfg = training.setup(train_config(settings, steps=TIMED_STEPS + 1, save_freq=TIMED_STEPS + 2, **paths), {})
-        step_seconds = timed_steps(cfg, training.raw_samples(cfg, dataset_location=data_dir))
-        steps = max(int(minutes * 60 / step_seconds), evals)
-        print(f'{step_seconds:.2f} s per step: {steps} steps in {minutes} minutes', flush=True)
-    cfg = training.setup(train_config(settings, steps=steps, save_freq=-(-steps // evals), **paths), {})
-    samples = training.raw_samples(cfg, dataset_location=data_dir)
-    options = BENCHMARK.replace(S=eval_S, iters=eval_iters, image_size=(H, W))
-    held_out = HeldOut(data_dir=data_dir, out_dir=out_dir, options=options, N=eval_N, device=cfg.device, clock=clock)
-    torch.manual_seed(seed)
-    baselines = {'zero_motion': held_out.evaluate('zero_motion', zero_motion=True),
-                 'untrained': held_out.evaluate('untrained')}
-    load_start = load_averages()
+    # the training settings are checked (and the process group joined) before any data is made
+    cfg = training.setup(train_config(settings, steps=max(steps, TIMED_STEPS + 1), save_freq=1, **paths), {})
     try:
-        training.run(cfg, samples, on_save=held_out.checkpoint)
+        generate_seconds = make_sets(data_dir, train_seqs=train_seqs, heldout_seqs=heldout_seqs, T=T,
+                                     heldout_T=heldout_T, H=H, W=W, N=track_N, seed=seed, heldout_seed=heldout_seed,
+                                     motion_blur=motion_blur)
+        step_seconds = None
+        if not steps:
+            timed = dataclasses.replace(cfg, max_iters=TIMED_STEPS + 1, save_freq=TIMED_STEPS + 2)
+            step_seconds = timed_steps(timed, training.raw_samples(timed, dataset_location=data_dir))
+            steps = max(int(minutes * 60 / step_seconds), evals)
+            print(f'{step_seconds:.2f} s per step: {steps} steps in {minutes} minutes', flush=True)
+        cfg = dataclasses.replace(cfg, max_iters=steps, save_freq=-(-steps // evals), log_freq=max(steps // 10, 1))
+        options = BENCHMARK.replace(S=eval_S, iters=eval_iters, image_size=(H, W))
+        held_out = HeldOut(data_dir=data_dir, out_dir=out_dir, options=options, N=eval_N, device=cfg.device,
+                           clock=clock)
+        torch.manual_seed(seed)
+        baselines = {'zero_motion': held_out.evaluate('zero_motion', zero_motion=True),
+                     'untrained': held_out.evaluate('untrained')}
+        load_start = load_averages()
+        training.run(cfg, training.raw_samples(cfg, dataset_location=data_dir), on_save=held_out.checkpoint)
     finally:
         cfg.ranks.stop()
     report = dict(
@@ -229,10 +233,15 @@ def main(out_dir='./bench_learning', train_seqs=200, heldout_seqs=8, T=40, heldo
                      total=round(time.time() - clock.start, 1), cpu_total=round(clock.cpu_minutes() * 60, 1),
                      per_step_timed=step_seconds),
         load_averages=dict(start=load_start, end=load_averages()))
+    write_report(out_dir, report, baselines)
+
+
+def write_report(out_dir, report, baselines):
+    """learning.json and learning.png in ``out_dir``, and the summary lines."""
     json_path, png_path = os.path.join(out_dir, 'learning.json'), os.path.join(out_dir, 'learning.png')
     with open(json_path, 'w') as f:
         json.dump(report, f, indent=1)
-    plot_curve(png_path, held_out.curve, baselines)
+    plot_curve(png_path, report['curve'], baselines)
     print(summary_line('trained', report['final']))
     for name, means in baselines.items():
         print(summary_line(name, means))

@@ -49,7 +49,9 @@ def test_tiny_run_writes_the_curve_and_the_evaluation_codes_figures(tmp_path, ru
 
 BAD_BUDGETS = [(dict(evals=0), '--evals must be an integer of at least 1; got 0'),
                (dict(steps=2, evals=3), r'--steps \(2\) must be at least --evals \(3\)'),
-               (dict(steps=0, minutes=0), r'--minutes \(of training, without --steps\) must be a number above 0')]
+               (dict(steps=0, minutes=0), r'--minutes \(of training, without --steps\) must be a number above 0'),
+               (dict(B=0), '--B must be an integer of at least 1; got 0'),
+               (dict(threads=-1), '--threads must be an integer of at least 0; got -1')]
 
 
 @pytest.mark.parametrize('changes, message', BAD_BUDGETS)
@@ -58,3 +60,4 @@ def test_bad_budget_is_one_line(tmp_path, run_script, changes, message):
     assert out.returncode == 1
     assert out.stderr.strip().startswith('error: ') and len(out.stderr.strip().splitlines()) == 1
     assert re.search(message, out.stderr)
+    assert not (tmp_path / 'data').exists()  # refused before any data is made
