@@ -23,8 +23,8 @@ def main(B=2, S=36, N=64, stride=8, iters=6, crop_size=(384, 512), use_augs=True
          keep_latest=2, init_dir='', load_optimizer=True, load_step=True, ignore_load=None,
          device=None, amp='', num_workers=6, exp_name='aa01', seed=None, clip_N=None):
     """Train PIPs++. Beyond the original's arguments: --device (cuda if available, else
-    cpu), --amp ('' off, 'bf16' or 'fp16' autocast on CUDA), --num_workers, --exp_name,
-    --seed, --clip_N. As in the original, --N only names the run: clips are read with
+    cpu), --amp ('' off; 'bf16' on CUDA or a CPU with bf16 matrix units; 'fp16' on CUDA),
+    --num_workers, --exp_name, --seed, --clip_N. As in the original, --N only names the run: clips are read with
     --clip_N tracks (default: all the tracks the clips were exported with, 128 by default).
     --init_dir is a run folder under --ckpt_dir, or any folder holding checkpoints (e.g.
     ./reference_model); --load_step=False loads its model only, to fine-tune with a fresh

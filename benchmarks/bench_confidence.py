@@ -27,6 +27,7 @@ from evaluation.confidence import (  # noqa: E402
     HELDOUT_SEED,
     TRUST_DISTANCE,
     calibration,
+    check_measure,
     measure_split,
     procedural_split,
     roc_auc,
@@ -57,6 +58,7 @@ def main(init_dir='./reference_model', data_dir='./confidence_data', n_seqs=16, 
          out_json=None):
     """Measure on --n_seqs held-out sequences of T frames of H x W (--N tracks each, windows of --S
     frames, --iters iterations, at --image_size; None: the frames' own size)."""
+    check_measure(N=N, query_mode=query_mode)
     seq_dirs = procedural_split(data_dir, 'heldout', n_seqs=n_seqs, seed=HELDOUT_SEED, T=T, H=H, W=W,
                                 N=max(N, 256))
     model = load_pips(init_dir, device)

@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from utils import cli  # noqa: E402
+from utils.checks import check_count  # noqa: E402
 from utils.distributed import default_device  # noqa: E402
 
 
@@ -172,6 +173,7 @@ def main(cases='queries,memory,dense,online,confidence', device=None, lengths=(2
          dense_points=(1000, 4000, 16000), size=(128, 160), S=8, iters=4, repeats=3, child=False, **kwargs):
     """Print the figures of each case (see the module docstring)."""
     device = default_device(device)
+    repeats = check_count('--repeats', repeats, minimum=1)
     cases = cases.split(',') if isinstance(cases, str) else list(cases)
     if child:
         return measure(cases[0], device, S=S, iters=iters, **kwargs)

@@ -32,7 +32,11 @@ def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, 
     from datasets.export import export_clips
     from datasets.pointodysseydataset import PointOdysseyClips
     from tests.fixtures.pointodyssey import write_dataset
+    from training.config import AMP_CHOICES
+    from utils.checks import check_choice, check_count
 
+    amps = [check_choice('--amp', a or 'fp32', AMP_CHOICES) for a in ([amp] if isinstance(amp, str) else amp)]
+    rounds = check_count('--rounds', rounds, minimum=1)
     with tempfile.TemporaryDirectory() as tmp:
         write_dataset(os.path.join(tmp, 'pod'), dset='train', n_seqs=1, T=S + 2 * clips, H=540, W=960, N=2000)
         version = 'ae_%d_128_%dx%d' % (S, export_size[0], export_size[1])
@@ -48,8 +52,7 @@ def main(B=4, S=36, crop_size=(256, 384), iters=6, steps=20, warmup=3, clips=8, 
             args.append(f'--device={device}')
         print(f'B={B} S={S} crop={crop_size[0]}x{crop_size[1]} iters={iters} device={device or "auto"} '
               f'workers={num_workers}')
-        amps = [a or 'fp32' for a in ([amp] if isinstance(amp, str) else amp)]
-        rounds_times = [[time_steps(args + [f'--amp={"" if a == "fp32" else a}'], a, warmup) for a in amps]
+        rounds_times = [[time_steps(args + [f'--amp={a}'], a, warmup) for a in amps]
                         for _ in range(rounds)]
     step_times = np.min(rounds_times, axis=0)
     for a, step_time in zip(amps, step_times):

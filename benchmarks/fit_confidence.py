@@ -18,7 +18,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from evaluation.confidence import FIT_SEED, fit_rule, measure_split, procedural_split, roc_auc, signal_aucs  # noqa: E402
+from evaluation.confidence import (  # noqa: E402
+    FIT_SEED,
+    check_measure,
+    fit_rule,
+    measure_split,
+    procedural_split,
+    roc_auc,
+    signal_aucs,
+)
 from tracking import INTERACTIVE, load_pips  # noqa: E402
 from utils import cli  # noqa: E402
 
@@ -27,6 +35,7 @@ def main(init_dir='./reference_model', data_dir='./confidence_data', n_seqs=24, 
          S=8, iters=6, image_size=None, query_mode='first', device=None, out_json=None):
     """Fit on --n_seqs sequences of T frames of H x W (--N tracks tracked per sequence, windows of --S
     frames, --iters iterations, at --image_size, None: the frames' own size)."""
+    check_measure(N=N, query_mode=query_mode)
     seq_dirs = procedural_split(data_dir, 'fit', n_seqs=n_seqs, seed=FIT_SEED, T=T, H=H, W=W, N=max(N, 256))
     model = load_pips(init_dir, device)
     options = INTERACTIVE.replace(S=S, iters=iters, image_size=image_size, confidence=True, consistency=True)

@@ -21,10 +21,12 @@ from datasets.pointodysseydataset_fullseq import frame_paths
 from datasets.synthetic import make_sequences, sequence_name
 from tracking.confidence import SIGNALS, Rule, distance_256, features
 from tracking.run import track_signals
+from utils.checks import check_choice, check_count
 from utils.metrics import compute_tapvid_metrics, evaluated_frames, tapvid_queries
 
 TRUST_DISTANCE = 8.0  # px at 256 x 256: a visible point estimated further off is not to be trusted
 FIT_SEED, HELDOUT_SEED = 1701, 1702  # procedural sets for fitting and for validation (training uses others)
+QUERY_MODES = ('first', 'strided')  # TAP-Vid's query protocols (utils.metrics.tapvid_queries)
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)  # the visibility thresholds a fit tries
 L2_PENALTY = 1e-5  # on the fitted weights (not the bias): keeps a fit finite when the classes separate
 
@@ -120,8 +122,15 @@ def measure_sequence(model, seq_dir, options, N, query_mode='first'):
                     error=distance_256(tracks.tracks, truth, size), scored=scored, size=size, query_mode=query_mode)
 
 
+def check_measure(*, N, query_mode):
+    """SettingsError unless ``N`` (tracks per sequence) and ``query_mode`` can be measured."""
+    check_count('--N', N, minimum=1)
+    check_choice('--query_mode', query_mode, QUERY_MODES)
+
+
 def measure_split(model, seq_dirs, options, N, query_mode='first'):
-    """The ``Measured`` of each sequence that has a visible track, printing a line each."""
+    """The ``Measured`` of each sequence that has a visible track, printing a line each;
+    DatasetError when none has one."""
     measured = []
     for seq_dir in seq_dirs:
         start = time.time()
@@ -130,6 +139,9 @@ def measure_split(model, seq_dirs, options, N, query_mode='first'):
             measured.append(m)
             print(f'{m.name}: {m.tracks.shape[1]} queries, {m.trusted[m.scored].mean() * 100:.1f}% of the scored '
                   f'positions trusted ({time.time() - start:.1f} s)')
+    if not measured:
+        raise DatasetError(f'{os.path.dirname(seq_dirs[0]) if seq_dirs else "no sequences"}: no sequence has a '
+                           'visible track to measure')
     return measured
 
 

@@ -229,7 +229,8 @@ def run_benchmark(*, samples, score, model, run_name, config, ranks, log_dir, ou
     which returns (metrics, curves) or raises SkipVideo; report on rank 0 (the means).
 
     config: the settings that decide the results (a resumed file must have been written
-    with the same). Errors of the samples propagate to the script.
+    with the same). A video that cannot be read or tracked is reported, kept out of the
+    results file, and ends the run with ``VideosFailed`` after the others.
     """
     total = min(max_iters, len(samples)) if max_iters else len(samples)
     path = results_location(out_json, results, resume, log_dir, run_name)
