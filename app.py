@@ -15,7 +15,6 @@ itself lives in tracking/session.py.
 """
 
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from tracking.session import (
     track_clip,
 )
 from utils import cli
+from utils.checks import check_count
 from utils.distributed import default_device
 from utils.errors import PipsError, SettingsError
 from utils.files import beside, remove
@@ -111,7 +111,7 @@ class Page:
             if mode == 'points':
                 return draw_queries(frame, points, int(t), numbered=True), points_table(points), gr.skip()
             queries = frame_queries(mode, points, int(t), (video.height, video.width), N=N, grid_stride=grid_stride,
-                                    image_size=(int(image_H), int(image_W)))
+                                    image_size=(image_H, image_W))
             return draw_queries(frame, queries, int(t)), points_table(points), gr.skip()
         except HANDLED as exc:
             return gr.skip(), points_table(points), report(exc, video)
@@ -134,8 +134,7 @@ class Page:
         if video is None:
             return 'error: choose a video first', None, None, session
         try:
-            options = INTERACTIVE.replace(S=int(S), iters=int(iters), image_size=(int(image_H), int(image_W)),
-                                          precision=precision)
+            options = INTERACTIVE.replace(S=S, iters=iters, image_size=(image_H, image_W), precision=precision)
             queries = frame_queries(mode, points, int(t), (video.height, video.width), N=N, grid_stride=grid_stride,
                                     image_size=options.image_size)
             start = time.time()
@@ -222,7 +221,7 @@ def query_panel(ui):
 
 def settings_panel(device, num_frames):
     """The tracking settings: {name: component}, defaulting to ``tracking.INTERACTIVE``."""
-    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    devices = list(dict.fromkeys(['cpu', *(['cuda'] if torch.cuda.is_available() else []), device]))
     with gr.Accordion('Settings', open=True):
         num_frames = gr.Slider(2, num_frames, value=num_frames, step=1, label='Frames to track (from the start)',
                                elem_id='num-frames')
@@ -235,7 +234,7 @@ def settings_panel(device, num_frames):
                                 elem_id='image-W', min_width=80)
         with gr.Row():
             precision = gr.Dropdown(list(PRECISIONS), value=INTERACTIVE.precision, label='precision', min_width=80)
-            device = gr.Dropdown(devices, value=default_device(device), label='device', min_width=80)
+            device = gr.Dropdown(devices, value=device, label='device', min_width=80)
             formats = gr.CheckboxGroup([f for f in FORMATS if f != 'npz'], value=['csv'], label='besides the .npz',
                                        elem_id='formats', scale=2)
         weights = gr.Radio([('reference model', 'reference'), ('untrained weights (meaningless tracks)', 'untrained')],
@@ -275,6 +274,7 @@ def main(port=7860, host='127.0.0.1', init_dir=DEFAULT_MODEL, device=None):
     """Serve the app on http://<host>:<port> until Ctrl-C. --init_dir: the model's folder
     (default ./reference_model, also found beside app.py); --device: the default device
     offered (CUDA when available)."""
+    port = check_count('--port', port, minimum=1, maximum=65535)
     if gr is None:
         raise SettingsError('the web app needs gradio: pip install -r requirements-app.txt')
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # the app sends nothing anywhere
@@ -283,10 +283,10 @@ def main(port=7860, host='127.0.0.1', init_dir=DEFAULT_MODEL, device=None):
     try:
         blocks = build_page(init_dir, root, default_device(device))
         blocks.queue(default_concurrency_limit=1)
-        blocks.launch(server_name=host, server_port=int(port), allowed_paths=[root], inbrowser=False,
+        blocks.launch(server_name=host, server_port=port, allowed_paths=[root], inbrowser=False,
                       footer_links=[])
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove(root)
 
 
 if __name__ == '__main__':

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nets.pips2 import MIN_SIZE
 from saverloader import CheckpointError
 from tracking.model import checkpoint_file, load_pips
 from tracking.options import INTERACTIVE
 from tracking.outputs import output_paths, tracking_settings, write_outputs
 from tracking.queries import QueryError, check_queries, check_queries_fit, default_queries, stride_grid_queries
 from tracking.tracker import Tracker
+from utils.checks import check_count, check_size
 from utils.errors import PipsError, SettingsError, error_line
 from utils.files import remove
 from utils.video import VideoError, iter_video_frames, video_info
@@ -107,16 +109,17 @@ def frame_queries(mode, points, t, size, *, N=1024, grid_stride=16, image_size=I
     ``points`` ('points'), the demo's grid of N points on frame t ('grid', laid out at the
     model's ``image_size``), or every ``grid_stride``-th pixel of frame t ('stride')."""
     H, W = size
+    image_size = check_size('model size', image_size, minimum=MIN_SIZE)
     if mode == 'points':
         if not points:
             raise QueryError('no points yet: click on the frame to add some, or choose a grid')
         return check_queries(points)
     if mode == 'grid':
-        queries = default_queries(H, W, image_size, int(N))
+        queries = default_queries(H, W, image_size, check_count('N', N, minimum=1))
         queries[:, 0] = t
         return queries
     if mode == 'stride':
-        return stride_grid_queries(H, W, int(grid_stride), t)
+        return stride_grid_queries(H, W, check_count('grid stride', grid_stride, minimum=1), t)
     raise SettingsError(f'the query mode must be one of {QUERY_MODES}; got {mode!r}')
 
 

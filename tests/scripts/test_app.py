@@ -188,3 +188,10 @@ def test_without_gradio_the_app_says_how_to_install_it(tmp_path, run_script):
     out = run_script('app.py', env={'PYTHONPATH': str(tmp_path)})
     assert out.returncode == 1
     assert out.stderr == 'error: the web app needs gradio: pip install -r requirements-app.txt\n'
+
+
+@pytest.mark.parametrize('port, shown', [('abc', "'abc'"), ('99999', '99999')])
+def test_a_bad_port_is_one_line_before_the_page_is_built(run_script, port, shown):
+    out = run_script('app.py', f'--port={port}')
+    assert out.returncode == 1
+    assert out.stderr == f'error: --port must be an integer from 1 to 65535; got {shown}\n'

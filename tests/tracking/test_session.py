@@ -94,6 +94,18 @@ def test_queries_are_the_clicked_points_or_a_grid_on_the_shown_frame():
         frame_queries('spiral', points, 0, (H, W))
 
 
+@pytest.mark.parametrize('changes, message', [
+    (dict(mode='grid', N=None), 'N must be an integer of at least 1; got None'),  # an emptied number field
+    (dict(mode='stride', grid_stride=0), 'grid stride must be an integer of at least 1; got 0'),
+    (dict(mode='grid', image_size=(None, 160)), 'model size must be two integers H,W of at least 128'),
+])
+def test_grid_settings_from_the_page_are_checked(changes, message):
+    settings = dict(dict(mode='grid', N=16, grid_stride=8, image_size=(128, 160)), **changes)
+    mode = settings.pop('mode')
+    with pytest.raises(SettingsError, match=message):
+        frame_queries(mode, [], 0, (H, W), **settings)
+
+
 def test_draw_queries_marks_the_points_of_the_shown_frame_only(clip_path):
     frame = read_frame(open_video(clip_path), 0)
     before = frame.copy()
