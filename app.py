@@ -10,7 +10,7 @@ or every k-th pixel of the frame can be tracked instead. Tracking runs with the
 interactive options of the API (tracking.INTERACTIVE), which the settings change; a
 progress bar counts the work, the overlay video plays in the page, and the tracks come
 as .npz, .csv or TAP-Vid files (tracking/formats.py). Each browser tab writes into its
-own temporary folder, removed when the tab closes and when the app stops. The work
+own temporary folder, removed an hour after the tab closes and when the app stops. The work
 itself lives in tracking/session.py.
 """
 
