@@ -214,7 +214,8 @@ def run_batch(videos, out_dir, options, *, ranks, init_dir, overlay=False, N=102
     Before any work: the arguments, the checkpoint, the videos and their names, that no
     output would overwrite an input, that ``out_dir`` can be written (its temporaries left
     by killed runs are swept) and that its earlier outputs were made with these settings
-    (SettingsError otherwise). Raises BatchFailed after the summary when any video failed.
+    (SettingsError otherwise). Raises BatchFailed after the summary when any video failed,
+    and on a stop signal KeyboardInterrupt saying how to go on.
     """
     check_batch_arguments(N, grid_stride, queries_dir)
     formats = check_formats(formats)
@@ -241,8 +242,12 @@ def run_batch(videos, out_dir, options, *, ranks, init_dir, overlay=False, N=102
     model = load_pips(init_dir, ranks.device, stride)
     if ranks.is_main:
         count_parameters(model)
-    failures = track_share(model, ranks.share(todo), ranks, out_dir=out_dir, overlay=overlay, formats=formats,
-                           options=options, N=N, grid_stride=grid_stride)
+    try:
+        failures = track_share(model, ranks.share(todo), ranks, out_dir=out_dir, overlay=overlay, formats=formats,
+                               options=options, N=N, grid_stride=grid_stride)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f'the finished videos are kept in {out_dir}, none half-written; run the same '
+                                'command again to track the rest') from None
     gathered = ranks.gather(failures)
     failed = ranks.broadcast(summarise(gathered, len(jobs), len(jobs) - len(todo)) if ranks.is_main else None)
     if failed:

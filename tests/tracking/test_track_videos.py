@@ -4,6 +4,7 @@ resumable, robust."""
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -205,17 +206,26 @@ def test_a_video_too_small_for_its_settings_fails_alone(tmp_path, capsys, one_th
     assert 'failed small: the video is 160x96 but the model runs on frames of at least 128x128' in out
 
 
-def test_a_killed_batch_resumes_where_it_stopped(tmp_path, golden_checkpoint):
+@pytest.mark.parametrize('stop', ['kill', 'group SIGTERM'])
+def test_a_killed_batch_resumes_where_it_stopped(tmp_path, golden_checkpoint, stop):
     names = ('v0', 'v1', 'v2', 'v3')
     videos, out_dir = write_videos(str(tmp_path / 'videos'), names=names), tmp_path / 'tracks'
     args = [f'--videos={videos}', f'--out_dir={out_dir}', f'--init_dir={golden_checkpoint}', '--overlay=True', *FAST]
     process = subprocess.Popen(script_command('track_videos.py', *args), cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'},
+                               start_new_session=True)
     deadline = time.time() + 120
     while not (out_dir / 'v0.npz').exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    process.kill()
-    process.wait()
+    if stop == 'kill':
+        process.kill()
+        process.wait()
+    else:  # as a cluster stops a job: the whole group
+        os.killpg(process.pid, signal.SIGTERM)
+        stderr = process.communicate(timeout=60)[1]
+        assert process.returncode == 130
+        assert stderr.splitlines()[-1] == (f'interrupted: the finished videos are kept in {out_dir}, none '
+                                           'half-written; run the same command again to track the rest')
     done = sorted(name for name in os.listdir(out_dir) if name.endswith('.npz'))
     assert 1 <= len(done) < len(names)
     again = run_script('track_videos.py', *args)
