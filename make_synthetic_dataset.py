@@ -26,9 +26,13 @@ def main(out_dir='./pod_synthetic', dset='train', n_seqs=100, T=40, H=256, W=320
     start = time.time()
     sequences = synthetic.make_sequences(out_dir, dset=dset, n_seqs=n_seqs, seed=seed, T=T, H=H, W=W, N=N,
                                          motion_blur=motion_blur)
-    outcomes = collections.Counter(outcome for _, outcome in tqdm(sequences, total=n_seqs, unit='seq'))
-    elapsed = time.time() - start
     split_dir = os.path.join(str(out_dir), dset)
+    try:
+        outcomes = collections.Counter(outcome for _, outcome in tqdm(sequences, total=n_seqs, unit='seq'))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f'the finished sequences are kept in {split_dir}, none half-written; run the same '
+                                'command again to make the rest') from None
+    elapsed = time.time() - start
     rate = f' ({elapsed / outcomes["written"]:.2f} s per sequence written)' if outcomes['written'] else ''
     print(f'{outcomes["written"]} written{rate}, {outcomes["present"]} already there, {outcomes["busy"]} being '
           f'written by other runs; {elapsed:.1f} s in all; in {split_dir}')

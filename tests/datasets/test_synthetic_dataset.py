@@ -4,9 +4,11 @@ and the project's loaders on it pinned to the original's (tests/data/synthetic_r
 see tests/make_synthetic_reference.py)."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -303,3 +305,21 @@ def test_script_prints_one_error_line_and_exits_1(tmp_path):
     assert result.returncode == 1 and result.stdout == ''
     assert result.stderr == 'error: H must be an integer from 128 to 4096; got 64\n'
     assert not os.listdir(tmp_path)
+
+
+def test_a_group_sigterm_keeps_the_finished_sequences_and_says_how_to_go_on(tmp_path):
+    command = [sys.executable, os.path.join(ROOT, 'make_synthetic_dataset.py'), f'--out_dir={tmp_path}',
+               '--n_seqs=500', '--T=8', '--H=128', '--W=128', '--N=50']
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    split_dir = tmp_path / 'train'
+    deadline = time.time() + 120
+    while not (split_dir / synthetic.sequence_name(1)).exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGTERM)  # as a cluster stops a job
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130
+    assert stderr.splitlines()[-1] == (f'interrupted: the finished sequences are kept in {split_dir}, none '
+                                       'half-written; run the same command again to make the rest')
+    kept = os.listdir(split_dir)
+    assert 2 <= len(kept) < 500 and all((split_dir / name / 'anno.npz').exists() for name in kept)
