@@ -208,6 +208,8 @@ def test_confidence_settings_are_checked():
         INTERACTIVE.replace(confidence='yes')
     with pytest.raises(SettingsError, match='consistency must be True or False'):
         BENCHMARK.replace(consistency=1)
+    with pytest.raises(SettingsError, match='track_signals needs options.confidence'):
+        track_signals(None, np.zeros((2, 128, 128, 3), np.uint8), [[0, 1.0, 1.0]], BENCHMARK)
 
 
 @pytest.fixture(scope='module')

@@ -17,9 +17,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import nets.precision
+import saverloader
 import training
 from datasets.common import DatasetError
 from nets.pips2 import Pips
+from saverloader import CheckpointError
 from tests.fixtures.scripts import ROOT, script_command
 from tests.fixtures.training import EXPORT_VERSION, export_fixture_clips, make_config
 from training.loop import NonFiniteLoss
@@ -250,6 +252,20 @@ def test_a_stop_or_an_error_in_step_3_saves_step_2_first(export_root, tmp_path, 
     if raised is KeyboardInterrupt:  # what the CLI prints after "interrupted: "
         run = run_dir(tmp_path).name
         assert str(stop.value) == f'step 2 is saved in {run_dir(tmp_path)}; resume with --init_dir={run}'
+
+
+def test_a_checkpoint_that_cannot_be_written_is_not_tried_again(export_root, tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def full_disk(folder, *args, **kwargs):
+        calls.append(folder)
+        raise CheckpointError(f'{folder}/model-000000002.pth: cannot write the checkpoint (No space left on device)')
+
+    monkeypatch.setattr(saverloader, 'save', full_disk)
+    with pytest.raises(CheckpointError, match='No space left on device'):
+        train(export_root, tmp_path, capsys, max_iters=4, save_freq=2, val_freq=0)
+    assert len(calls) == 1  # no second try on the way out
+    assert 'saving a checkpoint first' not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('changes, message', [
