@@ -77,3 +77,21 @@ def test_a_run_that_scores_no_video_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match=r'^none of the 1 videos could be scored \(each was skipped, see above\)$'):
         benchmark(tmp_path, score, samples=[{'name': 'd'}])
     assert strict_json((tmp_path / 'out.json').read_text())['skipped'][0]['name'] == 'd'
+
+
+class UnreadableSecond(list):
+    """Samples whose second video cannot be read at all (its name unknown)."""
+
+    def __getitem__(self, index):
+        if index == 1:
+            raise DatasetError('b/anno.npz: cannot read the annotations (File is not a zip file)')
+        return super().__getitem__(index)
+
+
+def test_a_video_that_cannot_be_read_is_reported_by_its_index_and_kept_out(tmp_path, capsys):
+    with pytest.raises(VideosFailed, match=r'^1 of 4 videos failed \(first: video 1: b/anno\.npz: cannot read'):
+        benchmark(tmp_path, lambda model, sample, sw: score(model, sample, sw, broken=()),
+                  samples=UnreadableSecond(SAMPLES))
+    assert 'failed video 1: b/anno.npz: cannot read the annotations' in capsys.readouterr().out
+    assert [r.get('name') for r in map(strict_json, (tmp_path / 'out.jsonl').read_text().splitlines())] == \
+        [None, 'a', 'c', 'd']
